@@ -1,0 +1,223 @@
+"""
+Token files, memory-mapped domains and the mixture sampler.
+
+On disk, a prepared data folder looks like
+
+    DIR/meta.json              tokenizer, per-domain counts, and the prior (token shares)
+    DIR/<domain>/train.bin     header + uint16 tokens (absent for eval-only domains)
+    DIR/<domain>/val.bin       header + uint16 tokens
+
+Each .bin starts with a 32-byte header of four little-endian int64s, checked on load:
+(magic, format version, vocab size, number of tokens). Every document ends in <|endoftext|>.
+
+In RegMix every training sequence comes from a single domain, picked with probability equal to
+its mixture weight, at a uniformly random offset (`Batches`). Validation uses the same token
+windows for every proxy (`val_windows`), so loss differences come from the mixture, not from
+which windows were drawn.
+"""
+import json
+import os
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+MAGIC = 0x584D4752  # "RGMX"
+VERSION = 1
+HEADER_INTS = 4
+HEADER_BYTES = HEADER_INTS * 8
+
+
+class DataError(Exception):
+    """A problem with the user's data or arguments; scripts print it as one line, no traceback."""
+
+
+# -----------------------------------------------------------------------------
+# small file helpers shared by prepare.py and regmix.py
+
+def atomic_write_text(path, text):
+    """Write `text` to `path` so that a reader sees the old file or the new one, never half of one."""
+    tmp = f"{path}.tmp{os.getpid()}"
+    with open(tmp, "w", encoding="utf-8") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def atomic_write_json(path, obj):
+    atomic_write_text(path, json.dumps(obj, indent=2) + "\n")
+
+
+# -----------------------------------------------------------------------------
+# token files
+
+class TokenWriter:
+    """Appends tokens to a temporary file; commit() writes the header and renames it into place."""
+
+    def __init__(self, path, vocab_size):
+        self.path, self.vocab_size, self.n = path, vocab_size, 0
+        self.tmp = f"{path}.tmp{os.getpid()}"
+        os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+        self.f = open(self.tmp, "wb")
+        self.f.write(b"\0" * HEADER_BYTES)  # placeholder until we know the count
+
+    def write(self, tokens):
+        tokens = np.asarray(tokens, dtype=np.uint16)
+        self.f.write(tokens.tobytes())
+        self.n += len(tokens)
+
+    def commit(self):
+        self.f.seek(0)
+        self.f.write(np.array([MAGIC, VERSION, self.vocab_size, self.n], dtype="<i8").tobytes())
+        self.f.flush()
+        os.fsync(self.f.fileno())
+        self.f.close()
+        os.replace(self.tmp, self.path)
+
+    def abort(self):
+        self.f.close()
+        if os.path.exists(self.tmp):
+            os.remove(self.tmp)
+
+
+def read_tokens(path, vocab_size=None):
+    """Memory-map a token file after checking its header against its size (and the vocab)."""
+    if not os.path.exists(path):
+        raise DataError(f"{path}: token file not found; run prepare.py for this data folder")
+    size = os.path.getsize(path)
+    if size < HEADER_BYTES:
+        raise DataError(f"{path}: {size} bytes is shorter than the header; re-run prepare.py")
+    magic, version, vocab, n = np.fromfile(path, dtype="<i8", count=HEADER_INTS)
+    if magic != MAGIC:
+        raise DataError(f"{path}: not a RegMix token file (bad magic number); re-run prepare.py")
+    if version != VERSION:
+        raise DataError(f"{path}: format version {version}, this code reads {VERSION}; re-run prepare.py")
+    if size != HEADER_BYTES + 2 * n:
+        raise DataError(f"{path}: header says {n} tokens but the file holds {(size - HEADER_BYTES) // 2}; "
+                        "it is truncated or corrupt, re-run prepare.py")
+    if vocab_size is not None and vocab != vocab_size:
+        raise DataError(f"{path}: tokens use a vocabulary of {vocab}, expected {vocab_size}; "
+                        "re-run prepare.py with the same --vocab-size for every file")
+    if n == 0:
+        return np.zeros(0, dtype=np.uint16)
+    return np.memmap(path, dtype=np.uint16, mode="r", offset=HEADER_BYTES, shape=(int(n),))
+
+
+# -----------------------------------------------------------------------------
+# a prepared data folder
+
+@dataclass
+class Domains:
+    meta: dict           # the folder's meta.json
+    names: list          # every domain, eval-only ones included (sorted)
+    trainable: list      # the domains a mixture may weight (sorted)
+    train: dict          # name -> memmap of training tokens (trainable domains only)
+    val: dict            # name -> memmap of validation tokens (every domain)
+
+    @property
+    def vocab_size(self):
+        return self.meta["tokenizer"]["vocab_size"]
+
+    @property
+    def prior(self):
+        return np.array([self.meta["prior"][d] for d in self.trainable])
+
+
+def load_meta(data_dir):
+    path = os.path.join(data_dir, "meta.json")
+    if not os.path.exists(path):
+        raise DataError(f"{data_dir}: no meta.json; prepare it first (python prepare.py, "
+                        "or python prepare.py --input DIR --out {data_dir})")
+    with open(path, encoding="utf-8") as f:
+        return json.load(f)
+
+
+def open_domains(data_dir):
+    """Open every domain's token files once, read-only, checking each against meta.json."""
+    meta = load_meta(data_dir)
+    vocab = meta["tokenizer"]["vocab_size"]
+    names = sorted(meta["domains"])
+    trainable = [d for d in names if not meta["domains"][d]["eval_only"]]
+    train = {d: read_tokens(os.path.join(data_dir, d, "train.bin"), vocab) for d in trainable}
+    val = {d: read_tokens(os.path.join(data_dir, d, "val.bin"), vocab) for d in names}
+    return Domains(meta, names, trainable, train, val)
+
+
+def mixture_vector(weights, domains):
+    """Check a {domain: weight} mixture against the data and return it as a normalised vector."""
+    unknown = sorted(set(weights) - set(domains.trainable))
+    if unknown:
+        evalonly = [d for d in unknown if d in domains.names]
+        why = "is eval-only and cannot be trained on" if evalonly else "is not in the data"
+        raise DataError(f"mixture domain '{unknown[0]}' {why}; trainable domains: {', '.join(domains.trainable)}")
+    w = np.array([float(weights.get(d, 0.0)) for d in domains.trainable])
+    for d, x in zip(domains.trainable, w):
+        if not np.isfinite(x) or x < 0:
+            raise DataError(f"mixture weight of '{d}' is {x}; weights must be finite and >= 0")
+    if w.sum() <= 0:
+        raise DataError("mixture weights are all zero; give at least one domain a positive weight")
+    return w / w.sum()
+
+
+# -----------------------------------------------------------------------------
+# batches
+
+class Batches:
+    """Training batches drawn from a mixture: each sequence from one domain, at a random offset.
+
+    The stream depends only on (data, weights, batch shape, seed); `state()` / `load_state()`
+    capture it for checkpoints so a resumed run continues with exactly the batches it would
+    have seen.
+    """
+
+    def __init__(self, domains, weights, batch_size, block_size, seed, device="cpu"):
+        self.p = mixture_vector(weights, domains)
+        self.arrays = [domains.train[d] for d in domains.trainable]
+        for d, a, w in zip(domains.trainable, self.arrays, self.p):
+            if w > 0 and len(a) < block_size + 1:
+                raise DataError(f"domain '{d}' has {len(a)} training tokens, fewer than one sequence of "
+                                f"{block_size + 1}; lower --block-size or give it weight 0")
+        self.batch_size, self.block_size, self.device = batch_size, block_size, torch.device(device)
+        self.rng = np.random.default_rng(seed)
+
+    def draw(self):
+        """Which domain and offset each sequence of the next batch comes from."""
+        doms = self.rng.choice(len(self.p), size=self.batch_size, p=self.p)
+        highs = np.array([len(self.arrays[d]) - self.block_size for d in doms])
+        offs = self.rng.integers(0, highs)  # offsets in [0, len - block_size)
+        return doms, offs
+
+    def next(self):
+        doms, offs = self.draw()
+        T = self.block_size
+        buf = np.empty((self.batch_size, T + 1), dtype=np.int64)
+        for i, (d, o) in enumerate(zip(doms, offs)):
+            buf[i] = self.arrays[d][o:o + T + 1]
+        return to_device(torch.from_numpy(buf), self.device)
+
+    def state(self):
+        return self.rng.bit_generator.state
+
+    def load_state(self, state):
+        self.rng.bit_generator.state = state
+
+
+def to_device(buf, device):
+    """Split a (B, T+1) token buffer into inputs and shifted targets on `device`."""
+    x, y = buf[:, :-1], buf[:, 1:]
+    if device.type == "cuda":  # pinned memory lets the copy overlap with compute
+        return (x.pin_memory().to(device, non_blocking=True), y.pin_memory().to(device, non_blocking=True))
+    return x.contiguous().to(device), y.contiguous().to(device)
+
+
+def val_windows(tokens, n_seqs, block_size, name="?"):
+    """The fixed validation windows of one domain: up to n_seqs evenly spaced, non-overlapping
+    sequences of block_size + 1 tokens. The same for every proxy, so losses are comparable."""
+    T = block_size + 1
+    if len(tokens) < T:
+        raise DataError(f"domain '{name}' has {len(tokens)} validation tokens, fewer than one sequence of "
+                        f"{T}; lower --block-size or prepare more data for it")
+    n = min(n_seqs, len(tokens) // T)
+    starts = np.linspace(0, len(tokens) - T, n).astype(np.int64) if n > 1 else np.zeros(1, dtype=np.int64)
+    return torch.from_numpy(np.stack([np.asarray(tokens[s:s + T], dtype=np.int64) for s in starts]))
