@@ -144,20 +144,34 @@ def open_domains(data_dir):
     return Domains(meta, names, trainable, train, val)
 
 
-def mixture_vector(weights, domains):
-    """Check a {domain: weight} mixture against the data and return it as a normalised vector."""
-    unknown = sorted(set(weights) - set(domains.trainable))
+def mixture_vector(weights, trainable, names=()):
+    """Check a {domain: weight} mixture against the trainable domains; return it normalised, in their order."""
+    unknown = sorted(set(weights) - set(trainable))
     if unknown:
-        evalonly = [d for d in unknown if d in domains.names]
-        why = "is eval-only and cannot be trained on" if evalonly else "is not in the data"
-        raise DataError(f"mixture domain '{unknown[0]}' {why}; trainable domains: {', '.join(domains.trainable)}")
-    w = np.array([float(weights.get(d, 0.0)) for d in domains.trainable])
-    for d, x in zip(domains.trainable, w):
+        why = "is eval-only and cannot be trained on" if unknown[0] in names else "is not among the domains"
+        raise DataError(f"mixture domain '{unknown[0]}' {why}; trainable domains: {', '.join(trainable)}")
+    w = np.array([float(weights.get(d, 0.0)) for d in trainable])
+    for d, x in zip(trainable, w):
         if not np.isfinite(x) or x < 0:
             raise DataError(f"mixture weight of '{d}' is {x}; weights must be finite and >= 0")
     if w.sum() <= 0:
         raise DataError("mixture weights are all zero; give at least one domain a positive weight")
     return w / w.sum()
+
+
+def read_mixture(path):
+    """A mixture file: simulate's mixture.json ({"weights": {...}}) or a plain {domain: weight} JSON."""
+    try:
+        with open(path) as f:
+            obj = json.load(f)
+    except OSError as e:
+        raise DataError(f"{path}: cannot read it ({e.strerror})") from None
+    except json.JSONDecodeError as e:
+        raise DataError(f"{path}: not valid JSON ({e})") from None
+    weights = obj.get("weights", obj) if isinstance(obj, dict) else None
+    if not isinstance(weights, dict) or not all(isinstance(v, (int, float)) for v in weights.values()):
+        raise DataError(f"{path}: expected a JSON object of domain -> weight")
+    return weights
 
 
 # -----------------------------------------------------------------------------
@@ -172,7 +186,7 @@ class Batches:
     """
 
     def __init__(self, domains, weights, batch_size, block_size, seed, device="cpu"):
-        self.p = mixture_vector(weights, domains)
+        self.p = mixture_vector(weights, domains.trainable, domains.names)
         self.arrays = [domains.train[d] for d in domains.trainable]
         for d, a, w in zip(domains.trainable, self.arrays, self.p):
             if w > 0 and len(a) < block_size + 1:

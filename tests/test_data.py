@@ -174,7 +174,7 @@ def test_same_seed_same_batches_other_seed_differs(corpus_dir):
 
 def test_bad_mixtures_and_tiny_domain(corpus_dir):
     d = open_domains(corpus_dir)
-    with pytest.raises(DataError, match="'delta' is not in the data"):
+    with pytest.raises(DataError, match="'delta' is not among the domains"):
         Batches(d, {"delta": 1.0}, 4, 8, seed=0)
     with pytest.raises(DataError, match="'beta' is -0.5"):
         Batches(d, {"alpha": 1.0, "beta": -0.5}, 4, 8, seed=0)

@@ -1,0 +1,491 @@
+"""
+RegMix: data mixture as regression (Liu et al., ICLR 2025), one stage at a time.
+
+    python regmix.py --stage mixtures     # N random mixtures around the prior -> out/mixtures.csv
+    python regmix.py --stage proxy        # one small model per mixture       -> out/results.csv
+    python regmix.py --stage fit          # loss ~ weights (LightGBM, linear)  -> out/fit.json
+    python regmix.py --stage simulate     # best of 1M predicted mixtures      -> out/mixture.json
+    python regmix.py --stage train --model 1b --mixture out/mixture.json      # the target model
+    python regmix.py --stage all          # mixtures -> proxy -> fit -> simulate
+    python regmix.py --stage compare      # train on the chosen and the natural mixture, measure both
+
+Defaults are the paper's (1M proxies: 1000 steps x 512 x 2048 tokens; 1B target: 25,000 steps).
+`--model tiny` swaps in CPU-sized numbers for every stage. Several proxies at once:
+`torchrun --nproc_per_node N regmix.py --stage proxy` (rank r takes runs r, r+N, ...).
+"""
+import argparse
+import contextlib
+import csv
+import fcntl
+import glob
+import json
+import math
+import os
+import sys
+import time
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import torch
+import torch.distributed as dist
+
+from data import (Batches, DataError, atomic_write_json, atomic_write_text, mixture_vector, open_domains,
+                  read_mixture, to_device, val_windows)
+from model import GPT, PRESETS, config_for
+
+# -----------------------------------------------------------------------------
+# recipes: the paper's numbers, per stage; `--model tiny` swaps in the CPU column
+
+RECIPES = {
+    # the 1M proxies (sail-sg/regmix, mixture_config/synthesize_mixture.py): constant 4e-4 after warmup
+    "proxy": dict(steps=1000, batch_size=512, block_size=2048, micro_batch_size=16, warmup=100,
+                  lr=4e-4, min_lr=4e-4, eval_seqs=64, n_mixtures=512),
+    # the 1B target: cosine from 4e-4 to 1e-5, 25,000 steps x 512 x 2048 = 25B tokens
+    "train": dict(steps=25000, batch_size=512, block_size=2048, micro_batch_size=16, warmup=1000,
+                  lr=4e-4, min_lr=1e-5, eval_seqs=64),
+}
+TINY_RECIPES = {
+    # sized so that `--stage all` on the embedded corpus takes minutes on 2 CPU cores (README)
+    "proxy": dict(steps=60, batch_size=32, block_size=128, micro_batch_size=32, warmup=10,
+                  lr=2e-3, min_lr=2e-3, eval_seqs=32, n_mixtures=40),
+    "train": dict(steps=300, batch_size=32, block_size=128, micro_batch_size=32, warmup=30,
+                  lr=2e-3, min_lr=1e-4, eval_seqs=32),
+}
+HPARAMS = ("steps", "batch_size", "block_size", "micro_batch_size", "warmup", "lr", "min_lr", "eval_seqs")
+
+
+@dataclass
+class Hparams:
+    """Everything that decides a training run's result (saved in checkpoints and run files)."""
+    model: str
+    steps: int
+    batch_size: int
+    block_size: int
+    micro_batch_size: int
+    warmup: int
+    lr: float
+    min_lr: float
+    eval_seqs: int
+    weight_decay: float
+    grad_clip: float
+    seed: int
+
+
+def hparams(args, stage):
+    table = (TINY_RECIPES if args.model == "tiny" else RECIPES)[stage]
+    h = Hparams(model=args.model, weight_decay=args.weight_decay, grad_clip=args.grad_clip, seed=args.seed,
+                **{k: getattr(args, k) if getattr(args, k) is not None else table[k] for k in HPARAMS})
+    if h.batch_size % h.micro_batch_size:
+        raise DataError(f"--batch-size {h.batch_size} must be a multiple of --micro-batch-size {h.micro_batch_size}")
+    return h
+
+
+def print0(*a, **k):
+    if int(os.environ.get("RANK", 0)) == 0:
+        print(*a, **k, flush=True)
+
+
+# -----------------------------------------------------------------------------
+# mixtures
+
+def sample_mixtures(prior, n, seed=42, temperature=0.5, min_strength=0.1, max_strength=5.0,
+                    max_usage=15.0, minimum=2e-4, multiplier=100):
+    """The official sampler (sail-sg/regmix synthesize_mixture.py), vectorised.
+
+    Candidates are Dirichlet draws around the tempered prior, each at a concentration picked at
+    random from 15 log-spaced strengths (small: spiky mixtures; large: close to the prior).
+    A candidate is rejected if it would use a domain more than `max_usage` times as much as the
+    natural prior does (the bound uses the untempered prior): a small domain would repeat too
+    often in the target run. Weights below `minimum` become 0, the rest is rounded to multiples
+    of `minimum`; duplicates are dropped and n are kept."""
+    rng = np.random.default_rng(seed)
+    prior = np.asarray(prior, dtype=np.float64) / np.sum(prior)
+    bound = np.minimum(prior * max_usage, 1.0)
+    tempered = prior ** temperature
+    tempered /= tempered.sum()
+    strengths = np.logspace(np.log10(min_strength), np.log10(max_strength), 15)
+    alpha = tempered[None, :] * rng.choice(strengths, size=n * multiplier)[:, None]
+    g = rng.standard_gamma(alpha)  # a Dirichlet draw is a row of gammas, normalised
+    g = g[g.sum(1) > 0]            # tiny alphas can underflow to all zeros
+    w = g / g.sum(1, keepdims=True)
+    w = w[(w <= bound).all(1)]
+    w = np.where(w < minimum, 0.0, w)
+    w = np.round(w / w.sum(1, keepdims=True) / minimum) * minimum
+    w = np.unique(w / w.sum(1, keepdims=True), axis=0)
+    if len(w) < n:
+        raise DataError(f"only {len(w)} distinct mixtures satisfy the availability bound; "
+                        f"ask for fewer with --n-mixtures")
+    return w[rng.choice(len(w), size=n, replace=False)]
+
+
+def read_csv(path):
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def write_csv(path, rows, columns):
+    """Atomic: a reader (or a killed writer) never leaves half a table behind."""
+    import io
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=columns, extrasaction="ignore", lineterminator="\n")
+    w.writeheader()
+    w.writerows(rows)
+    atomic_write_text(path, buf.getvalue())
+
+
+def stage_mixtures(args, domains):
+    """Write out/mixtures.csv, or check that the one already there is the one these settings make."""
+    n = args.n_mixtures or (TINY_RECIPES if args.model == "tiny" else RECIPES)["proxy"]["n_mixtures"]
+    w = sample_mixtures(domains.prior, n, seed=args.seed)
+    cols = ["run"] + [f"weight.{d}" for d in domains.trainable]
+    rows = [{"run": i, **{c: f"{x:.6g}" for c, x in zip(cols[1:], wi)}} for i, wi in enumerate(w)]
+    path = os.path.join(args.out, "mixtures.csv")
+    if os.path.exists(path):
+        old = read_csv(path)
+        if [list(r.items()) for r in old] != [[(k, str(v)) for k, v in r.items()] for r in rows]:
+            raise DataError(f"{path} was made from other data or settings (--n-mixtures, --seed); "
+                            "delete it or use another --out")
+    else:
+        write_csv(path, rows, cols)
+    print0(f"{n} mixtures over {len(domains.trainable)} domains -> {path}")
+    return rows
+
+
+# -----------------------------------------------------------------------------
+# training: one loop for proxies and the target
+
+def get_lr(step, h):
+    """Linear warmup, then cosine from lr to min_lr (constant when they are equal: the proxies)."""
+    if step < h.warmup:
+        return h.lr * (step + 1) / h.warmup
+    progress = (step - h.warmup) / max(1, h.steps - h.warmup)
+    return h.min_lr + 0.5 * (1 + math.cos(math.pi * min(progress, 1.0))) * (h.lr - h.min_lr)
+
+
+@torch.no_grad()
+def evaluate(model, windows, h, device, autocast):
+    """Mean validation loss of every domain on its fixed windows."""
+    model.eval()
+    losses = {}
+    for name, w in windows.items():
+        total = 0.0
+        for i in range(0, len(w), h.micro_batch_size):
+            x, y = to_device(w[i:i + h.micro_batch_size], device)
+            with autocast:
+                total += model(x, y).item() * len(x)
+        losses[name] = total / len(w)
+    model.train()
+    return losses
+
+
+def pick_device(arg):
+    if arg != "auto":
+        return torch.device(arg)
+    if torch.cuda.is_available():
+        return torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)) % torch.cuda.device_count())
+    return torch.device("cpu")
+
+
+def train_run(h, domains, weights, device, compile_model=False, ckpt_path=None, resume=False,
+              ckpt_every=0, eval_every=0, log_path=None, ddp=False, progress=None):
+    """Train one model on one mixture; return its final per-domain validation losses.
+
+    Used for every proxy and for the target. With ddp, each rank draws its own batches (seed +
+    rank) and gradients are averaged. Returns a dict with 'losses', 'tokens', 'seconds', 'failed'."""
+    rank, world = (dist.get_rank(), dist.get_world_size()) if ddp else (0, 1)
+    accum = h.batch_size // (h.micro_batch_size * world)
+    if accum < 1 or h.batch_size % (h.micro_batch_size * world):
+        raise DataError(f"--batch-size {h.batch_size} must be a multiple of --micro-batch-size x ranks "
+                        f"({h.micro_batch_size} x {world})")
+    torch.manual_seed(h.seed)  # every proxy starts from the same weights: only the mixture differs
+    model = GPT(config_for(h.model, domains.vocab_size, h.block_size)).to(device)
+    opt = torch.optim.AdamW(model.parameters(), lr=h.lr, betas=(0.9, 0.95), weight_decay=h.weight_decay,
+                            fused=device.type == "cuda")
+    batches = Batches(domains, weights, h.micro_batch_size, h.block_size, seed=h.seed + rank, device=device)
+    windows = {d: val_windows(domains.val[d], h.eval_seqs, h.block_size, d) for d in domains.names}
+    step = 0
+    if resume and ckpt_path and os.path.exists(ckpt_path):
+        ck = torch.load(ckpt_path, map_location=device, weights_only=False)
+        if ck["hparams"] != asdict(h) or ck["weights"] != list(map(float, batches.p)):
+            raise DataError(f"{ckpt_path} was trained with other settings or another mixture; "
+                            "use the same flags, or another --name / --out")
+        model.load_state_dict(ck["model"])
+        opt.load_state_dict(ck["optimizer"])
+        batches.load_state(ck["data_rng"][rank])
+        step = ck["step"]
+        print0(f"resumed from {ckpt_path} at step {step}")
+    raw = model
+    if compile_model:
+        model = torch.compile(model)
+    if ddp:
+        model = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else contextlib.nullcontext()
+    tokens_per_step = h.batch_size * h.block_size
+
+    def save_checkpoint():
+        states = [data_state]
+        if ddp:
+            states = [None] * world
+            dist.all_gather_object(states, data_state)
+        if rank == 0:
+            ck = dict(hparams=asdict(h), weights=list(map(float, batches.p)), step=step,
+                      optimizer=opt.state_dict(), data_rng=states, **raw.checkpoint())
+            tmp = f"{ckpt_path}.tmp{os.getpid()}"
+            torch.save(ck, tmp)
+            os.replace(tmp, ckpt_path)
+
+    log = open(log_path, "a") if log_path and rank == 0 else None
+    t0 = time.time()
+    data_state = batches.state()
+    x, y = batches.next()
+    loss = torch.zeros(())
+    while step < h.steps:
+        t_step = time.time()
+        lr = get_lr(step, h)
+        for g in opt.param_groups:
+            g["lr"] = lr
+        total = 0.0
+        for micro in range(accum):
+            sync = contextlib.nullcontext() if not ddp or micro == accum - 1 else model.no_sync()
+            with sync, autocast:
+                loss = model(x, y) / accum
+            if micro == accum - 1:
+                data_state = batches.state()  # a checkpoint resumes from the batch drawn next
+            x, y = batches.next()  # fetch the next batch while the GPU works on this one
+            loss.backward()
+            total += loss.detach()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), h.grad_clip)
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+        step += 1
+        total = float(total)
+        if not math.isfinite(total):
+            return dict(losses={d: float("nan") for d in domains.names}, tokens=step * tokens_per_step,
+                        seconds=time.time() - t0, failed=f"loss {total} at step {step}")
+        dt = time.time() - t_step
+        tps = tokens_per_step / dt
+        mfu = raw.estimate_mfu(tps, device)
+        if log:
+            log.write(f"{step},{total:.6f},{lr:.3e},{tps:.0f},{'' if mfu is None else f'{mfu:.4f}'}\n")
+        if progress:
+            progress(step, total, tps, mfu)
+        if ckpt_path and ckpt_every and (step % ckpt_every == 0 or step == h.steps):
+            save_checkpoint()
+        if eval_every and step % eval_every == 0 and step < h.steps:
+            print0(f"step {step}: val " + " ".join(f"{d} {v:.4f}" for d, v in evaluate(raw, windows, h, device, autocast).items()))
+    if log:
+        log.close()
+    losses = evaluate(raw, windows, h, device, autocast)
+    failed = "" if all(math.isfinite(v) for v in losses.values()) else "non-finite validation loss"
+    return dict(losses=losses, tokens=step * tokens_per_step, seconds=time.time() - t0, failed=failed)
+
+
+# -----------------------------------------------------------------------------
+# proxy: one run per mixture, each persisted the moment it finishes
+
+def result_columns(domains):
+    return (["run"] + [f"weight.{d}" for d in domains.trainable] + [f"loss.{d}" for d in domains.names]
+            + ["seed", "tokens", "seconds", "failed"])
+
+
+def merge_results(out, domains):
+    """Rebuild results.csv from the per-run files, under a lock so that ranks don't interleave."""
+    with open(os.path.join(out, ".results.lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        rows = []
+        for path in sorted(glob.glob(os.path.join(out, "runs", "run_*.json"))):
+            with open(path) as f:
+                rows.append(json.load(f))
+        rows.sort(key=lambda r: int(r["run"]))
+        write_csv(os.path.join(out, "results.csv"), rows, result_columns(domains))
+    return rows
+
+
+def check_results_schema(path, domains):
+    if not os.path.exists(path):
+        return
+    with open(path, newline="") as f:
+        header = next(csv.reader(f), [])
+    if header and header != result_columns(domains):
+        raise DataError(f"{path}: its columns do not match the domains of the data ({', '.join(domains.names)}); "
+                        "it belongs to other data: use another --out")
+
+
+def stage_proxy(args, domains):
+    h = hparams(args, "proxy")
+    ddp = "WORLD_SIZE" in os.environ and int(os.environ["WORLD_SIZE"]) > 1
+    if ddp and not dist.is_initialized():
+        dist.init_process_group("gloo")  # proxies are independent; the group only waits at the end
+    rank, world = (dist.get_rank(), dist.get_world_size()) if ddp else (0, 1)
+    device = pick_device(args.device)
+    os.makedirs(os.path.join(args.out, "runs"), exist_ok=True)
+    check_results_schema(os.path.join(args.out, "results.csv"), domains)
+    if rank == 0:
+        stage_mixtures(args, domains)
+    if ddp:
+        dist.barrier()
+    mixtures = read_csv(os.path.join(args.out, "mixtures.csv"))
+    results = os.path.join(args.out, "results.csv")
+    done = {int(r["run"]) for r in read_csv(results)} if os.path.exists(results) else set()
+    done |= {int(m["run"]) for m in mixtures if os.path.exists(run_file(args.out, m["run"]))}
+    mine = [m for m in mixtures if int(m["run"]) % world == rank and int(m["run"]) not in done]
+    print0(f"proxy sweep: {len(mixtures)} mixtures, {len(done)} done, model {h.model}, {h.steps} steps x "
+           f"{h.batch_size} x {h.block_size} tokens, device {device}, {world} rank(s)")
+    from tqdm import tqdm
+    target = default_target(args.target, domains.names, domains.trainable) or domains.names[0]
+    bar = tqdm(mine, desc=f"proxies (rank {rank})", unit="run", disable=rank != 0)
+    for m in bar:
+        weights = {d: float(m[f"weight.{d}"]) for d in domains.trainable}
+        r = train_run(h, domains, weights, device, compile_model=use_compile(args, device))
+        row = {"run": int(m["run"]), **{f"weight.{d}": m[f"weight.{d}"] for d in domains.trainable},
+               **{f"loss.{d}": f"{v:.6f}" for d, v in r["losses"].items()},
+               "seed": h.seed, "tokens": r["tokens"], "seconds": f"{r['seconds']:.1f}", "failed": r["failed"]}
+        atomic_write_json(run_file(args.out, m["run"]), row)
+        merge_results(args.out, domains)
+        msg = f"run {m['run']}: " + (f"FAILED ({r['failed']})" if r["failed"] else f"{target} {r['losses'][target]:.4f}")
+        tps = r["tokens"] / r["seconds"]
+        bar.set_postfix_str(f"last {msg}, {tps:,.0f} tok/s")
+        tqdm.write(f"[rank {rank}] {msg} in {r['seconds']:.1f}s, {tps:,.0f} tok/s")
+    if ddp:
+        dist.barrier()
+    rows = merge_results(args.out, domains)
+    print0(f"{len(rows)} proxy results -> {os.path.join(args.out, 'results.csv')}")
+    if ddp:
+        dist.destroy_process_group()
+
+
+def default_target(target, names, trainable):
+    """--target if given; else pile_cc (the paper's); else the single eval-only domain; else None."""
+    if target:
+        return target
+    if "pile_cc" in names:
+        return "pile_cc"
+    eval_only = [d for d in names if d not in trainable]
+    return eval_only[0] if len(eval_only) == 1 else None
+
+
+def run_file(out, run):
+    return os.path.join(out, "runs", f"run_{int(run):05d}.json")
+
+
+def use_compile(args, device):
+    return device.type == "cuda" if args.compile is None else args.compile
+
+
+# -----------------------------------------------------------------------------
+# train: the target model on one mixture, data-parallel under torchrun, checkpointed
+
+def stage_train(args, domains, weights=None, name=None):
+    h = hparams(args, "train")
+    ddp = "WORLD_SIZE" in os.environ and int(os.environ["WORLD_SIZE"]) > 1
+    device = pick_device(args.device)
+    if ddp and not dist.is_initialized():
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+    weights = weights or read_mixture(args.mixture or os.path.join(args.out, "mixture.json"))
+    mixture_vector(weights, domains.trainable, domains.names)  # a clear error now, not after the model is built
+    run_dir = os.path.join(args.out, name or args.name)
+    os.makedirs(run_dir, exist_ok=True)
+    ckpt = os.path.join(run_dir, "ckpt.pt")
+    if not args.resume and os.path.exists(ckpt):
+        raise DataError(f"{ckpt} exists: pass --resume to continue it, or choose another --name")
+    log_path = os.path.join(run_dir, "log.csv")
+    if not args.resume or not os.path.exists(log_path):
+        atomic_write_text(log_path, "step,loss,lr,tokens_per_s,mfu\n")
+    print0(f"training {h.model} on {run_dir}: {h.steps} steps x {h.batch_size} x {h.block_size} tokens, "
+           f"mixture " + ", ".join(f"{d} {w:.3f}" for d, w in zip(domains.trainable, mixture_vector(weights, domains.trainable))))
+
+    def progress(step, loss, tps, mfu):
+        if step % args.log_every == 0 or step == h.steps:
+            print0(f"step {step}/{h.steps}: loss {loss:.4f}, {tps:,.0f} tok/s" + (f", MFU {mfu:.1%}" if mfu else ""))
+
+    r = train_run(h, domains, weights, device, compile_model=use_compile(args, device), ckpt_path=ckpt,
+                  resume=args.resume, ckpt_every=args.ckpt_every, eval_every=args.eval_every,
+                  log_path=log_path, ddp=ddp, progress=progress)
+    if int(os.environ.get("RANK", 0)) == 0:
+        atomic_write_json(os.path.join(run_dir, "eval.json"), dict(weights=weights, hparams=asdict(h), **r))
+        print0("final validation loss: " + ", ".join(f"{d} {v:.4f}" for d, v in r["losses"].items()))
+    if ddp:
+        dist.destroy_process_group()
+    return r
+
+
+# -----------------------------------------------------------------------------
+
+def get_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--stage", required=True, choices=["mixtures", "proxy", "fit", "simulate", "train", "all", "compare"],
+                   help="what to run (see above)")
+    p.add_argument("--data", default="data/default", help="a folder made by prepare.py")
+    p.add_argument("--out", default="out", help="where every artefact goes (plain CSV / JSON / PNG files)")
+    p.add_argument("--model", default="1m", choices=list(PRESETS), help="model size; tiny also picks CPU-sized recipes")
+    p.add_argument("--seed", type=int, default=42, help="seed of the mixtures, of each run's init and of its batches")
+    p.add_argument("--n-mixtures", type=int, default=None, help="number of proxy mixtures (paper: 512; tiny: 40)")
+    p.add_argument("--steps", type=int, default=None, help="optimizer steps (proxy: 1000, train: 25000)")
+    p.add_argument("--batch-size", type=int, default=None, help="sequences per optimizer step, all ranks together (512)")
+    p.add_argument("--micro-batch-size", type=int, default=None, help="sequences per forward pass and rank (16)")
+    p.add_argument("--block-size", type=int, default=None, help="tokens per sequence (2048)")
+    p.add_argument("--warmup", type=int, default=None, help="linear warmup steps (proxy: 100, train: 1000)")
+    p.add_argument("--lr", type=float, default=None, help="peak learning rate (4e-4)")
+    p.add_argument("--min-lr", type=float, default=None, help="final learning rate of the cosine (proxy: = lr, constant; train: 1e-5)")
+    p.add_argument("--weight-decay", type=float, default=0.1, help="AdamW weight decay")
+    p.add_argument("--grad-clip", type=float, default=1.0, help="gradient norm clipping")
+    p.add_argument("--eval-seqs", type=int, default=None, help="fixed validation sequences per domain (64)")
+    p.add_argument("--device", default="auto", help="cpu, cuda, cuda:N; auto = cuda:(LOCAL_RANK %% GPUs) if present")
+    p.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None,
+                   help="torch.compile the model (default: on for CUDA, off for CPU)")
+    p.add_argument("--target", default=None, help="the domain whose validation loss to minimise "
+                   "(default: pile_cc if present, else the single eval-only domain)")
+    # train
+    p.add_argument("--mixture", default=None, help="train: a JSON of domain -> weight, or simulate's mixture.json (default: OUT/mixture.json)")
+    p.add_argument("--name", default="target", help="train: run folder under --out (checkpoint, log, eval)")
+    p.add_argument("--ckpt-every", type=int, default=1000, help="train: checkpoint every N steps (and at the end)")
+    p.add_argument("--resume", action="store_true", help="train: continue from OUT/NAME/ckpt.pt")
+    p.add_argument("--eval-every", type=int, default=0, help="train: per-domain validation loss every N steps (0: only at the end)")
+    p.add_argument("--log-every", type=int, default=10, help="train: print every N steps")
+    # fit and simulate
+    p.add_argument("--results", default=None, help="fit: results table (default: OUT/results.csv)")
+    p.add_argument("--test", default=None, help="fit: a held-out results table; without it, 5-fold cross-validation")
+    p.add_argument("--samples", type=int, default=1_000_000, help="simulate: random candidate mixtures to score")
+    p.add_argument("--top-k", type=int, default=100, help="simulate: average of the k best candidates")
+    p.add_argument("--prior", default=None, help="simulate: JSON domain -> share (default: the data's meta.json prior)")
+    p.add_argument("--bound", action="store_true", help="simulate: reject candidates beyond 15x the prior, as --stage mixtures")
+    p.add_argument("--compare", action="append", default=[], metavar="NAME=FILE",
+                   help="simulate: also predict this mixture (JSON domain -> weight); repeatable")
+    return p.parse_args(argv)
+
+
+def main(argv=None):
+    args = get_args(argv)
+    try:
+        os.makedirs(args.out, exist_ok=True)
+        if args.stage in ("fit", "simulate"):  # these also work on results from elsewhere, without data
+            import regression
+            domains = open_domains(args.data) if os.path.exists(os.path.join(args.data, "meta.json")) else None
+            getattr(regression, f"stage_{args.stage}")(args, domains)
+            return
+        domains = open_domains(args.data)
+        if args.target and args.target not in domains.names:
+            raise DataError(f"--target {args.target}: no such domain in {args.data} ({', '.join(domains.names)})")
+        if args.stage == "mixtures":
+            stage_mixtures(args, domains)
+        elif args.stage == "proxy":
+            stage_proxy(args, domains)
+        elif args.stage == "train":
+            stage_train(args, domains)
+        elif args.stage == "all":
+            import regression
+            stage_proxy(args, domains)
+            regression.stage_fit(args, domains)
+            regression.stage_simulate(args, domains)
+            regression.summary(args, domains)
+        elif args.stage == "compare":
+            import regression
+            regression.stage_compare(args, domains, stage_train)
+    except DataError as e:
+        sys.exit(f"error: {e}")
+
+
+if __name__ == "__main__":
+    main()
