@@ -15,6 +15,8 @@ its mixture weight, at a uniformly random offset (`Batches`). Validation uses th
 windows for every proxy (`val_windows`), so loss differences come from the mixture, not from
 which windows were drawn.
 """
+import csv
+import io
 import json
 import os
 from dataclasses import dataclass
@@ -47,6 +49,21 @@ def atomic_write_text(path, text):
 
 def atomic_write_json(path, obj):
     atomic_write_text(path, json.dumps(obj, indent=2) + "\n")
+
+
+def read_csv(path):
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def write_csv(path, rows, columns):
+    """Atomic: a reader (or a killed writer) never leaves half a table behind."""
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=columns, extrasaction="ignore", lineterminator="\n")
+    w.writeheader()
+    w.writerows(rows)
+    atomic_write_text(path, buf.getvalue())
+
 
 
 # -----------------------------------------------------------------------------
@@ -142,6 +159,15 @@ def open_domains(data_dir):
     train = {d: read_tokens(os.path.join(data_dir, d, "train.bin"), vocab) for d in trainable}
     val = {d: read_tokens(os.path.join(data_dir, d, "val.bin"), vocab) for d in names}
     return Domains(meta, names, trainable, train, val)
+
+
+def check_block_size(domains, block_size):
+    """Every domain must hold one sequence for validation, and every trainable one for training."""
+    for d in domains.names:
+        for split, tokens in (("training", domains.train.get(d)), ("validation", domains.val[d])):
+            if tokens is not None and len(tokens) < block_size + 1:
+                raise DataError(f"domain '{d}' has {len(tokens)} {split} tokens, fewer than one sequence of "
+                                f"{block_size + 1}; lower --block-size or prepare more data for it")
 
 
 def mixture_vector(weights, trainable, names=()):

@@ -29,8 +29,9 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-from data import (Batches, DataError, atomic_write_json, atomic_write_text, mixture_vector, open_domains,
-                  read_mixture, to_device, val_windows)
+import regression
+from data import (Batches, DataError, atomic_write_json, check_block_size, atomic_write_text, mixture_vector, open_domains, read_csv,
+                  read_mixture, to_device, val_windows, write_csv)
 from model import GPT, PRESETS, config_for
 
 # -----------------------------------------------------------------------------
@@ -39,15 +40,15 @@ from model import GPT, PRESETS, config_for
 RECIPES = {
     # the 1M proxies (sail-sg/regmix, mixture_config/synthesize_mixture.py): constant 4e-4 after warmup
     "proxy": dict(steps=1000, batch_size=512, block_size=2048, micro_batch_size=16, warmup=100,
-                  lr=4e-4, min_lr=4e-4, eval_seqs=64, n_mixtures=512),
+                  lr=4e-4, min_lr=4e-4, eval_seqs=64, n_mixtures=512, min_data_in_leaf=20),
     # the 1B target: cosine from 4e-4 to 1e-5, 25,000 steps x 512 x 2048 = 25B tokens
     "train": dict(steps=25000, batch_size=512, block_size=2048, micro_batch_size=16, warmup=1000,
                   lr=4e-4, min_lr=1e-5, eval_seqs=64),
 }
 TINY_RECIPES = {
     # sized so that `--stage all` on the embedded corpus takes minutes on 2 CPU cores (README)
-    "proxy": dict(steps=60, batch_size=32, block_size=128, micro_batch_size=32, warmup=10,
-                  lr=2e-3, min_lr=2e-3, eval_seqs=32, n_mixtures=40),
+    "proxy": dict(steps=40, batch_size=32, block_size=128, micro_batch_size=32, warmup=10,
+                  lr=2e-3, min_lr=2e-3, eval_seqs=32, n_mixtures=40, min_data_in_leaf=5),
     "train": dict(steps=300, batch_size=32, block_size=128, micro_batch_size=32, warmup=30,
                   lr=2e-3, min_lr=1e-4, eval_seqs=32),
 }
@@ -116,21 +117,6 @@ def sample_mixtures(prior, n, seed=42, temperature=0.5, min_strength=0.1, max_st
         raise DataError(f"only {len(w)} distinct mixtures satisfy the availability bound; "
                         f"ask for fewer with --n-mixtures")
     return w[rng.choice(len(w), size=n, replace=False)]
-
-
-def read_csv(path):
-    with open(path, newline="") as f:
-        return list(csv.DictReader(f))
-
-
-def write_csv(path, rows, columns):
-    """Atomic: a reader (or a killed writer) never leaves half a table behind."""
-    import io
-    buf = io.StringIO()
-    w = csv.DictWriter(buf, fieldnames=columns, extrasaction="ignore", lineterminator="\n")
-    w.writeheader()
-    w.writerows(rows)
-    atomic_write_text(path, buf.getvalue())
 
 
 def stage_mixtures(args, domains):
@@ -313,6 +299,7 @@ def check_results_schema(path, domains):
 
 def stage_proxy(args, domains):
     h = hparams(args, "proxy")
+    check_block_size(domains, h.block_size)
     ddp = "WORLD_SIZE" in os.environ and int(os.environ["WORLD_SIZE"]) > 1
     if ddp and not dist.is_initialized():
         dist.init_process_group("gloo")  # proxies are independent; the group only waits at the end
@@ -332,7 +319,7 @@ def stage_proxy(args, domains):
     print0(f"proxy sweep: {len(mixtures)} mixtures, {len(done)} done, model {h.model}, {h.steps} steps x "
            f"{h.batch_size} x {h.block_size} tokens, device {device}, {world} rank(s)")
     from tqdm import tqdm
-    target = default_target(args.target, domains.names, domains.trainable) or domains.names[0]
+    target = regression.default_target(args.target, domains.names, domains.trainable) or domains.names[0]
     bar = tqdm(mine, desc=f"proxies (rank {rank})", unit="run", disable=rank != 0)
     for m in bar:
         weights = {d: float(m[f"weight.{d}"]) for d in domains.trainable}
@@ -354,16 +341,6 @@ def stage_proxy(args, domains):
         dist.destroy_process_group()
 
 
-def default_target(target, names, trainable):
-    """--target if given; else pile_cc (the paper's); else the single eval-only domain; else None."""
-    if target:
-        return target
-    if "pile_cc" in names:
-        return "pile_cc"
-    eval_only = [d for d in names if d not in trainable]
-    return eval_only[0] if len(eval_only) == 1 else None
-
-
 def run_file(out, run):
     return os.path.join(out, "runs", f"run_{int(run):05d}.json")
 
@@ -377,6 +354,7 @@ def use_compile(args, device):
 
 def stage_train(args, domains, weights=None, name=None):
     h = hparams(args, "train")
+    check_block_size(domains, h.block_size)
     ddp = "WORLD_SIZE" in os.environ and int(os.environ["WORLD_SIZE"]) > 1
     device = pick_device(args.device)
     if ddp and not dist.is_initialized():
@@ -422,7 +400,7 @@ def get_args(argv=None):
     p.add_argument("--model", default="1m", choices=list(PRESETS), help="model size; tiny also picks CPU-sized recipes")
     p.add_argument("--seed", type=int, default=42, help="seed of the mixtures, of each run's init and of its batches")
     p.add_argument("--n-mixtures", type=int, default=None, help="number of proxy mixtures (paper: 512; tiny: 40)")
-    p.add_argument("--steps", type=int, default=None, help="optimizer steps (proxy: 1000, train: 25000)")
+    p.add_argument("--steps", type=int, default=None, help="optimizer steps (proxy: 1000, train: 25000; tiny: 40, 300)")
     p.add_argument("--batch-size", type=int, default=None, help="sequences per optimizer step, all ranks together (512)")
     p.add_argument("--micro-batch-size", type=int, default=None, help="sequences per forward pass and rank (16)")
     p.add_argument("--block-size", type=int, default=None, help="tokens per sequence (2048)")
@@ -447,6 +425,9 @@ def get_args(argv=None):
     # fit and simulate
     p.add_argument("--results", default=None, help="fit: results table (default: OUT/results.csv)")
     p.add_argument("--test", default=None, help="fit: a held-out results table; without it, 5-fold cross-validation")
+    p.add_argument("--min-data-in-leaf", type=int, default=None,
+                   help="fit: LightGBM's min_data_in_leaf (default 20, LightGBM's and the paper's; tiny: 5, "
+                        "because a CPU sweep of ~40 runs leaves trees of 20-row leaves almost no split)")
     p.add_argument("--samples", type=int, default=1_000_000, help="simulate: random candidate mixtures to score")
     p.add_argument("--top-k", type=int, default=100, help="simulate: average of the k best candidates")
     p.add_argument("--prior", default=None, help="simulate: JSON domain -> share (default: the data's meta.json prior)")
@@ -461,7 +442,6 @@ def main(argv=None):
     try:
         os.makedirs(args.out, exist_ok=True)
         if args.stage in ("fit", "simulate"):  # these also work on results from elsewhere, without data
-            import regression
             domains = open_domains(args.data) if os.path.exists(os.path.join(args.data, "meta.json")) else None
             getattr(regression, f"stage_{args.stage}")(args, domains)
             return
@@ -475,13 +455,13 @@ def main(argv=None):
         elif args.stage == "train":
             stage_train(args, domains)
         elif args.stage == "all":
-            import regression
+            t0 = time.time()
             stage_proxy(args, domains)
             regression.stage_fit(args, domains)
             regression.stage_simulate(args, domains)
             regression.summary(args, domains)
+            print(f"all stages took {(time.time() - t0) / 60:.1f} min")
         elif args.stage == "compare":
-            import regression
             regression.stage_compare(args, domains, stage_train)
     except DataError as e:
         sys.exit(f"error: {e}")

@@ -18,7 +18,7 @@ import warnings
 
 import numpy as np
 
-from data import DataError, atomic_write_json, atomic_write_text, mixture_vector, read_mixture
+from data import DataError, atomic_write_json, atomic_write_text, mixture_vector, read_mixture, write_csv
 
 LGB_PARAMS = dict(objective="regression", boosting="gbdt", learning_rate=1e-2, seed=42, verbose=-1,
                   deterministic=True)  # the paper's settings; everything else LightGBM's default
@@ -70,16 +70,15 @@ class Results:
         return self.X[~failed], y[~failed], [r for r, f in zip(self.runs, failed) if not f]
 
 
-def default_target(results, target=None):
-    """--target; else pile_cc (the paper's); else the single eval-only domain (a loss without a weight)."""
+def default_target(target, loss_domains, weight_domains):
+    """--target; else pile_cc (the paper's); else the single eval-only domain (a loss without a
+    weight); else None: the caller asks the user."""
     if target:
         return target
-    if "pile_cc" in results.loss_domains:
+    if "pile_cc" in loss_domains:
         return "pile_cc"
-    eval_only = [d for d in results.loss_domains if d not in results.domains]
-    if len(eval_only) == 1:
-        return eval_only[0]
-    raise DataError(f"{results.path}: which loss to minimise? pass --target (one of {', '.join(results.loss_domains)})")
+    eval_only = [d for d in loss_domains if d not in weight_domains]
+    return eval_only[0] if len(eval_only) == 1 else None
 
 
 def paper2csv(mixture_csv, loss_csv, out_csv):
@@ -97,7 +96,6 @@ def paper2csv(mixture_csv, loss_csv, out_csv):
         row.update({"weight." + c[len("train_the_pile_"):]: mix[idx][c] for c in wcols})
         row.update({"loss." + c[len("metric/the_pile_"):-len("_val_loss")]: loss[idx][c] for c in lcols})
         rows.append(row)
-    from regmix import write_csv
     write_csv(out_csv, rows, list(rows[0]))
     return out_csv
 
@@ -105,9 +103,10 @@ def paper2csv(mixture_csv, loss_csv, out_csv):
 # -----------------------------------------------------------------------------
 # models and metrics
 
-def fit_lightgbm(X, y, threads=0):
+def fit_lightgbm(X, y, min_data_in_leaf=20):
     import lightgbm as lgb
-    return lgb.train(dict(LGB_PARAMS, num_threads=threads), lgb.Dataset(X, y), num_boost_round=LGB_ROUNDS)
+    params = dict(LGB_PARAMS, min_data_in_leaf=min_data_in_leaf)  # 20 is LightGBM's default
+    return lgb.train(params, lgb.Dataset(X, y), num_boost_round=LGB_ROUNDS)
 
 
 def fit_linear(X, y):
@@ -134,18 +133,18 @@ def metrics(y, pred):
                 mse=mse, r2=float(1 - mse / np.var(y)))
 
 
-def held_out(X, y, Xt=None, yt=None, folds=5, seed=42):
+def held_out(X, y, Xt=None, yt=None, folds=5, seed=42, min_data_in_leaf=20):
     """Held-out predictions of both models: on the test set, or out-of-fold by k-fold CV."""
     if Xt is not None:
         coef, b = fit_linear(X, y)
-        return yt, fit_lightgbm(X, y).predict(Xt), Xt @ coef + b
+        return yt, fit_lightgbm(X, y, min_data_in_leaf).predict(Xt), Xt @ coef + b
     idx = np.random.default_rng(seed).permutation(len(y))
     p_lgb, p_lin = np.empty(len(y)), np.empty(len(y))
     for k in range(folds):
         test = idx[k::folds]
         train = np.setdiff1d(idx, test)
         coef, b = fit_linear(X[train], y[train])
-        p_lgb[test] = fit_lightgbm(X[train], y[train]).predict(X[test])
+        p_lgb[test] = fit_lightgbm(X[train], y[train], min_data_in_leaf).predict(X[test])
         p_lin[test] = X[test] @ coef + b
     return y, p_lgb, p_lin
 
@@ -153,28 +152,35 @@ def held_out(X, y, Xt=None, yt=None, folds=5, seed=42):
 def stage_fit(args, domains=None):
     out = args.out
     results = Results(args.results or os.path.join(out, "results.csv"))
-    target = default_target(results, args.target)
+    target = default_target(args.target, results.loss_domains, results.domains)
+    if target is None:
+        raise DataError(f"{results.path}: which loss to minimise? pass --target (one of {', '.join(results.loss_domains)})")
     X, y, _ = results.target(target)
     if len(y) < 10:
         raise DataError(f"{results.path}: {len(y)} usable runs; a fit needs at least 10 (run more proxies)")
     if np.ptp(y) == 0:
         raise DataError(f"{results.path}: loss.{target} is the same in every run; nothing to fit")
+    leaf = args.min_data_in_leaf or (5 if args.model == "tiny" else 20)
+    if len(y) < 10 * leaf:
+        print(f"warning: {len(y)} runs for min_data_in_leaf {leaf}: LightGBM's trees can barely split; "
+              "run more proxies or lower --min-data-in-leaf", file=sys.stderr)
     if args.test:
         test = Results(args.test)
         if test.domains != results.domains:
             raise DataError(f"--test {args.test}: its domains ({', '.join(test.domains)}) differ from "
                             f"{results.path}'s ({', '.join(results.domains)})")
         Xt, yt, _ = test.target(target)
-        y_true, p_lgb, p_lin = held_out(X, y, Xt, yt)
+        y_true, p_lgb, p_lin = held_out(X, y, Xt, yt, min_data_in_leaf=leaf)
         how = f"held-out table {args.test}"
     else:
-        y_true, p_lgb, p_lin = held_out(X, y)
+        y_true, p_lgb, p_lin = held_out(X, y, min_data_in_leaf=leaf)
         how = "5-fold cross-validation"
     fit = dict(target=target, n_train=len(y), n_test=len(y_true), evaluation=how, domains=results.domains,
+               min_data_in_leaf=leaf,
                lightgbm=metrics(y_true, p_lgb), linear=metrics(y_true, p_lin))
 
     # refit on every usable row: these are the models simulate searches
-    booster = fit_lightgbm(X, y)
+    booster = fit_lightgbm(X, y, leaf)
     atomic_write_text(os.path.join(out, "lightgbm.txt"), booster.model_to_string())
     coef, b = fit_linear(X, y)
     atomic_write_json(os.path.join(out, "linear.json"), dict(domains=results.domains, coef=coef.tolist(), intercept=b))

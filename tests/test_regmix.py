@@ -1,0 +1,165 @@
+"""regmix.py, the training half: mixtures, the proxy sweep (resumable, deterministic, torchrun),
+target training with checkpoints, and clear errors."""
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+import regmix
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SMALL = ["--model", "tiny", "--steps", "6", "--batch-size", "4", "--micro-batch-size", "2", "--block-size", "16",
+         "--eval-seqs", "4", "--warmup", "2"]
+ENV = dict(os.environ, OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1")  # same thread count -> same floats
+
+
+def cli(*args, check=True, **kw):
+    r = subprocess.run([sys.executable, os.path.join(ROOT, "regmix.py"), *args], capture_output=True, text=True,
+                       env=ENV, cwd=ROOT, **kw)
+    if check and r.returncode != 0:
+        raise AssertionError(r.stderr[-3000:])
+    return r
+
+
+def rows(path):
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def test_mixture_sampler_respects_bound_and_minimum():
+    prior = np.array([0.6, 0.3, 0.09, 0.01])
+    w = regmix.sample_mixtures(prior, 64, seed=1)
+    assert w.shape == (64, 4)
+    assert np.allclose(w.sum(1), 1)
+    bound = np.minimum(15 * prior, 1)
+    # the bound rejects candidates before weights are rounded to the 2e-4 grid
+    assert (w <= bound + 2e-4).all()
+    assert w[:, 3].max() > 0  # the small domain is sometimes used ...
+    assert ((w == 0) | (w >= 2e-4 * 0.99)).all()  # ... and no weight is below the minimum
+    assert len(np.unique(w, axis=0)) == 64
+    assert np.array_equal(w, regmix.sample_mixtures(prior, 64, seed=1))
+    assert not np.array_equal(w, regmix.sample_mixtures(prior, 64, seed=2))
+
+
+def test_learning_rate_schedules():
+    h = regmix.Hparams(model="tiny", steps=100, batch_size=1, block_size=1, micro_batch_size=1, warmup=10,
+                       lr=1.0, min_lr=0.1, eval_seqs=1, weight_decay=0, grad_clip=1, seed=0)
+    assert regmix.get_lr(0, h) == pytest.approx(0.1) and regmix.get_lr(9, h) == pytest.approx(1.0)
+    assert regmix.get_lr(10, h) == pytest.approx(1.0) and regmix.get_lr(100, h) == pytest.approx(0.1)
+    h.min_lr = 1.0  # the proxies' constant schedule
+    assert all(regmix.get_lr(s, h) == 1.0 for s in range(10, 100))
+
+
+def test_sweep_writes_rows_and_skips_done_runs(corpus_dir, tmp_path):
+    out = str(tmp_path / "out")
+    regmix.main(["--stage", "proxy", "--data", corpus_dir, "--out", out, "--n-mixtures", "2", *SMALL])
+    r = rows(os.path.join(out, "results.csv"))
+    assert [x["run"] for x in r] == ["0", "1"]
+    assert set(x for x in r[0] if x.startswith("loss.")) == {"loss.alpha", "loss.beta", "loss.gamma", "loss.target"}
+    assert all(np.isfinite(float(x["loss.target"])) and not x["failed"] for x in r)
+    assert int(r[0]["tokens"]) == 6 * 4 * 16
+    m = rows(os.path.join(out, "mixtures.csv"))
+    assert [x["weight.alpha"] for x in m] == [x["weight.alpha"] for x in r]
+    before = open(os.path.join(out, "results.csv")).read()
+    regmix.main(["--stage", "proxy", "--data", corpus_dir, "--out", out, "--n-mixtures", "2", *SMALL])
+    assert open(os.path.join(out, "results.csv")).read() == before  # nothing retrained
+
+
+def test_killed_sweep_resumes_with_identical_results(corpus_dir, tmp_path):
+    args = ["--stage", "proxy", "--data", corpus_dir, "--n-mixtures", "4", *SMALL, "--steps", "20"]
+    ref = str(tmp_path / "ref")
+    cli(*args, "--out", ref)
+    out = str(tmp_path / "killed")
+    p = subprocess.Popen([sys.executable, os.path.join(ROOT, "regmix.py"), *args, "--out", out], env=ENV,
+                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while not os.path.exists(os.path.join(out, "runs", "run_00001.json")) and p.poll() is None and time.time() < deadline:
+        time.sleep(0.02)
+    p.send_signal(signal.SIGKILL)  # mid-sweep: run 2 is training
+    p.wait()
+    assert len(rows(os.path.join(out, "results.csv"))) < 4
+    cli(*args, "--out", out)
+    got, want = rows(os.path.join(out, "results.csv")), rows(os.path.join(ref, "results.csv"))
+    assert [r["run"] for r in got] == ["0", "1", "2", "3"]
+    for a, b in zip(got, want):
+        for k in a:
+            if k.startswith(("loss.", "weight.")):
+                assert abs(float(a[k]) - float(b[k])) <= 1e-6, (k, a[k], b[k])
+
+
+def test_torchrun_two_ranks_share_one_table(corpus_dir, tmp_path):
+    args = ["--stage", "proxy", "--data", corpus_dir, "--n-mixtures", "4", *SMALL, "--device", "cpu"]
+    ref = str(tmp_path / "ref")
+    cli(*args, "--out", ref)
+    out = str(tmp_path / "ddp")
+    r = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+                        os.path.join(ROOT, "regmix.py"), *args, "--out", out],
+                       capture_output=True, text=True, env=ENV, cwd=ROOT, timeout=240)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "[rank 1]" in r.stdout and "[rank 0]" in r.stdout
+    got, want = rows(os.path.join(out, "results.csv")), rows(os.path.join(ref, "results.csv"))
+    assert [x["run"] for x in got] == ["0", "1", "2", "3"]
+    for a, b in zip(got, want):
+        assert all(abs(float(a[k]) - float(b[k])) <= 1e-6 for k in a if k.startswith("loss."))
+
+
+def test_train_resumes_after_kill_to_the_same_loss(corpus_dir, tmp_path):
+    mix = tmp_path / "mix.json"
+    mix.write_text(json.dumps({"weights": {"alpha": 0.5, "beta": 0.3, "gamma": 0.2}}))
+    args = ["--stage", "train", "--data", corpus_dir, "--mixture", str(mix), *SMALL, "--steps", "40",
+            "--ckpt-every", "5", "--log-every", "1"]
+    ref = str(tmp_path / "ref")
+    cli(*args, "--out", ref)
+    out = str(tmp_path / "killed")
+    p = subprocess.Popen([sys.executable, os.path.join(ROOT, "regmix.py"), *args, "--out", out], env=ENV,
+                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    ckpt = os.path.join(out, "target", "ckpt.pt")
+    deadline = time.time() + 120
+    while not os.path.exists(ckpt) and p.poll() is None and time.time() < deadline:
+        time.sleep(0.02)
+    time.sleep(0.3)
+    p.send_signal(signal.SIGKILL)
+    p.wait()
+    import torch
+    step = torch.load(ckpt, weights_only=False)["step"]
+    assert 5 <= step < 40
+    assert cli(*args, "--out", out, check=False).returncode != 0  # refuses to overwrite without --resume
+    r = cli(*args, "--out", out, "--resume")
+    assert f"resumed from {ckpt} at step {step}" in r.stdout
+    a = json.load(open(os.path.join(out, "target", "eval.json")))["losses"]
+    b = json.load(open(os.path.join(ref, "target", "eval.json")))["losses"]
+    assert a.keys() == b.keys() and all(abs(a[k] - b[k]) <= 1e-6 for k in a)
+    log = rows(os.path.join(ref, "target", "log.csv"))
+    assert len(log) == 40 and float(log[-1]["loss"]) < float(log[0]["loss"])
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--stage", "proxy", "--data", "{tmp}/nothing"], "no meta.json"),
+    (["--stage", "proxy", "--target", "nope"], "--target nope: no such domain"),
+    (["--stage", "proxy", "--block-size", "100000"], "lower --block-size"),
+    (["--stage", "train", "--mixture", "{tmp}/bad.json"], "mixture domain 'delta' is not among the domains"),
+    (["--stage", "train", "--mixture", "{tmp}/missing.json"], "missing.json: cannot read it"),
+    (["--stage", "proxy", "--out", "{tmp}/foreign"], "columns do not match the domains"),
+    (["--stage", "proxy", "--batch-size", "5"], "must be a multiple of"),
+])
+def test_user_errors_are_one_line(corpus_dir, tmp_path, args, message):
+    (tmp_path / "bad.json").write_text(json.dumps({"delta": 1.0}))
+    (tmp_path / "foreign").mkdir()
+    (tmp_path / "foreign" / "results.csv").write_text("run,weight.x,loss.x\n0,1,2\n")
+    args = [a.replace("{tmp}", str(tmp_path)) for a in args]
+    base = ["--data", corpus_dir, "--out", str(tmp_path / "out"), *SMALL]
+    r = cli(*base, *args, check=False)
+    assert r.returncode != 0
+    assert message in r.stderr and "Traceback" not in r.stderr, r.stderr
+    assert r.stderr.strip().count("\n") == 0, r.stderr
+
+
+def test_unknown_model_is_rejected_by_argparse(corpus_dir):
+    r = cli("--stage", "proxy", "--data", corpus_dir, "--model", "7b", check=False)
+    assert r.returncode == 2 and "invalid choice: '7b'" in r.stderr and "Traceback" not in r.stderr
