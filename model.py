@@ -130,6 +130,8 @@ class GPT(nn.Module):
         for m in self.modules():
             if isinstance(m, (nn.Linear, nn.Embedding)):
                 nn.init.normal_(m.weight, std=math.sqrt(2.0 / 5 / m.weight.size(1)))
+            elif isinstance(m, RMSNorm):
+                nn.init.ones_(m.weight)
         for b in self.blocks:
             nn.init.normal_(b.mlp.down.weight, std=1 / math.sqrt(b.mlp.down.weight.size(1)) / self.cfg.n_layer)
 

@@ -414,6 +414,7 @@ def main(argv=None):
     p.add_argument("--out", default=None, help="output folder (default: data/default for the embedded corpus; required otherwise)")
     p.add_argument("--eval-only", nargs="+", default=[], metavar="NAME",
                    help="domains that get only a validation split: never in a mixture, but usable as --target")
+    p.add_argument("--skip", nargs="+", default=[], metavar="NAME", help="domains to leave out entirely")
     p.add_argument("--vocab-size", type=int, default=None,
                    help="truncate GPT-2's BPE to N ids (default: 4096 for the embedded corpus, which keeps CPU "
                         "proxies fast; 50257, the full GPT-2 vocabulary, otherwise)")
@@ -442,6 +443,9 @@ def main(argv=None):
             docs = folder_docs(args.input, skips)
         else:
             docs = default_docs(args.max_bytes)
+        skip = set(slug(n) for n in args.skip)
+        if skip:
+            docs = (doc for doc in docs if doc[0] not in skip)
         meta = prepare(docs, out, enc, eval_only=eval_only, val_fraction=args.val_fraction,
                        val_max_tokens=args.val_max_tokens, threads=args.threads, skips=skips)
     except DataError as e:

@@ -172,20 +172,29 @@ def pick_device(arg):
     return torch.device("cpu")
 
 
-def train_run(h, domains, weights, device, compile_model=False, ckpt_path=None, resume=False,
+def build_model(h, domains, device, compile_model):
+    """The model and the module the training step calls (compiled once, reused by every proxy:
+    a fresh torch.compile per proxy would recompile each time, and stop compiling after 8)."""
+    model = GPT(config_for(h.model, domains.vocab_size, h.block_size)).to(device)
+    return model, (torch.compile(model) if compile_model else model)
+
+
+def train_run(h, domains, weights, device, models, ckpt_path=None, resume=False,
               ckpt_every=0, eval_every=0, log_path=None, ddp=False, progress=None):
     """Train one model on one mixture; return its final per-domain validation losses.
 
-    Used for every proxy and for the target. With ddp, each rank draws its own batches (seed +
-    rank) and gradients are averaged. Returns a dict with 'losses', 'tokens', 'seconds', 'failed'."""
+    Used for every proxy and for the target. `models` comes from build_model and is
+    re-initialised here. With ddp, each rank draws its own batches (seed + rank) and gradients
+    are averaged. Returns a dict with 'losses', 'tokens', 'seconds', 'failed'."""
     rank, world = (dist.get_rank(), dist.get_world_size()) if ddp else (0, 1)
     accum = h.batch_size // (h.micro_batch_size * world)
     if accum < 1 or h.batch_size % (h.micro_batch_size * world):
         raise DataError(f"--batch-size {h.batch_size} must be a multiple of --micro-batch-size x ranks "
                         f"({h.micro_batch_size} x {world})")
+    raw, model = models
     torch.manual_seed(h.seed)  # every proxy starts from the same weights: only the mixture differs
-    model = GPT(config_for(h.model, domains.vocab_size, h.block_size)).to(device)
-    opt = torch.optim.AdamW(model.parameters(), lr=h.lr, betas=(0.9, 0.95), weight_decay=h.weight_decay,
+    raw.reset_parameters()
+    opt = torch.optim.AdamW(raw.parameters(), lr=h.lr, betas=(0.9, 0.95), weight_decay=h.weight_decay,
                             fused=device.type == "cuda")
     batches = Batches(domains, weights, h.micro_batch_size, h.block_size, seed=h.seed + rank, device=device)
     windows = {d: val_windows(domains.val[d], h.eval_seqs, h.block_size, d) for d in domains.names}
@@ -195,14 +204,15 @@ def train_run(h, domains, weights, device, compile_model=False, ckpt_path=None, 
         if ck["hparams"] != asdict(h) or ck["weights"] != list(map(float, batches.p)):
             raise DataError(f"{ckpt_path} was trained with other settings or another mixture; "
                             "use the same flags, or another --name / --out")
-        model.load_state_dict(ck["model"])
+        raw.load_state_dict(ck["model"])
         opt.load_state_dict(ck["optimizer"])
         batches.load_state(ck["data_rng"][rank])
         step = ck["step"]
+        if log_path and rank == 0:  # drop log lines written after the checkpoint
+            with open(log_path) as f:
+                lines = f.readlines()
+            atomic_write_text(log_path, "".join(lines[:1] + [ln for ln in lines[1:] if int(ln.split(",")[0]) <= step]))
         print0(f"resumed from {ckpt_path} at step {step}")
-    raw = model
-    if compile_model:
-        model = torch.compile(model)
     if ddp:
         model = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
     autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else contextlib.nullcontext()
@@ -224,7 +234,6 @@ def train_run(h, domains, weights, device, compile_model=False, ckpt_path=None, 
     t0 = time.time()
     data_state = batches.state()
     x, y = batches.next()
-    loss = torch.zeros(())
     while step < h.steps:
         t_step = time.time()
         lr = get_lr(step, h)
@@ -246,6 +255,8 @@ def train_run(h, domains, weights, device, compile_model=False, ckpt_path=None, 
         step += 1
         total = float(total)
         if not math.isfinite(total):
+            if log:
+                log.close()
             return dict(losses={d: float("nan") for d in domains.names}, tokens=step * tokens_per_step,
                         seconds=time.time() - t0, failed=f"loss {total} at step {step}")
         dt = time.time() - t_step
@@ -256,6 +267,8 @@ def train_run(h, domains, weights, device, compile_model=False, ckpt_path=None, 
         if progress:
             progress(step, total, tps, mfu)
         if ckpt_path and ckpt_every and (step % ckpt_every == 0 or step == h.steps):
+            if log:
+                log.flush()
             save_checkpoint()
         if eval_every and step % eval_every == 0 and step < h.steps:
             print0(f"step {step}: val " + " ".join(f"{d} {v:.4f}" for d, v in evaluate(raw, windows, h, device, autocast).items()))
@@ -321,9 +334,10 @@ def stage_proxy(args, domains):
     from tqdm import tqdm
     target = regression.default_target(args.target, domains.names, domains.trainable) or domains.names[0]
     bar = tqdm(mine, desc=f"proxies (rank {rank})", unit="run", disable=rank != 0)
+    models = build_model(h, domains, device, use_compile(args, device))
     for m in bar:
         weights = {d: float(m[f"weight.{d}"]) for d in domains.trainable}
-        r = train_run(h, domains, weights, device, compile_model=use_compile(args, device))
+        r = train_run(h, domains, weights, device, models)
         row = {"run": int(m["run"]), **{f"weight.{d}": m[f"weight.{d}"] for d in domains.trainable},
                **{f"loss.{d}": f"{v:.6f}" for d, v in r["losses"].items()},
                "seed": h.seed, "tokens": r["tokens"], "seconds": f"{r['seconds']:.1f}", "failed": r["failed"]}
@@ -378,7 +392,8 @@ def stage_train(args, domains, weights=None, name=None):
         if step % args.log_every == 0 or step == h.steps:
             print0(f"step {step}/{h.steps}: loss {loss:.4f}, {tps:,.0f} tok/s" + (f", MFU {mfu:.1%}" if mfu else ""))
 
-    r = train_run(h, domains, weights, device, compile_model=use_compile(args, device), ckpt_path=ckpt,
+    models = build_model(h, domains, device, use_compile(args, device))
+    r = train_run(h, domains, weights, device, models, ckpt_path=ckpt,
                   resume=args.resume, ckpt_every=args.ckpt_every, eval_every=args.eval_every,
                   log_path=log_path, ddp=ddp, progress=progress)
     if int(os.environ.get("RANK", 0)) == 0:

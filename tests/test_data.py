@@ -196,3 +196,18 @@ def test_val_windows_fixed_and_disjoint(corpus_dir):
     assert w1.shape == (10, 17)
     with pytest.raises(DataError, match="'target' has"):
         val_windows(v, 4, len(v), "target")
+
+
+def test_cli_folder_with_eval_only_and_skip(tmp_path):
+    from conftest import make_corpus
+    src = make_corpus(str(tmp_path / "src"), n_docs=10)
+    r = subprocess.run([sys.executable, os.path.join(ROOT, "prepare.py"), "--input", src, "--out", str(tmp_path / "out"),
+                        "--vocab-size", "2048", "--eval-only", "target", "--skip", "gamma"], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    meta = json.load(open(tmp_path / "out" / "meta.json"))
+    assert set(meta["domains"]) == {"alpha", "beta", "target"} and set(meta["prior"]) == {"alpha", "beta"}
+    assert meta["tokenizer"] == {"name": "gpt2-2048", "vocab_size": 2048, "eot": 2047}
+    assert "Jensen-Shannon" in r.stdout
+    r = subprocess.run([sys.executable, os.path.join(ROOT, "prepare.py"), "--input", src, "--out", str(tmp_path / "o2"),
+                        "--eval-only", "nope"], capture_output=True, text=True)
+    assert r.returncode != 0 and "--eval-only nope: no such domain" in r.stderr and "Traceback" not in r.stderr

@@ -1,0 +1,55 @@
+"""The newcomer's path at a micro scale: --stage all, then --stage compare, every artefact checked."""
+import csv
+import json
+import os
+
+import numpy as np
+import pytest
+
+import regmix
+
+SMALL = ["--model", "tiny", "--steps", "4", "--batch-size", "4", "--micro-batch-size", "4", "--block-size", "16",
+         "--eval-seqs", "4", "--warmup", "1"]
+
+
+def test_whole_loop_and_compare(corpus_dir, tmp_path, capsys):
+    out = str(tmp_path / "out")
+    regmix.main(["--stage", "all", "--data", corpus_dir, "--out", out, "--n-mixtures", "12", "--samples", "20000",
+                 "--top-k", "10", *SMALL])
+    printed = capsys.readouterr().out
+    assert "=== RegMix on" in printed and "held-out Spearman rho" in printed and "all stages took" in printed
+
+    mixtures = list(csv.DictReader(open(os.path.join(out, "mixtures.csv"))))
+    assert len(mixtures) == 12 and list(mixtures[0]) == ["run", "weight.alpha", "weight.beta", "weight.gamma"]
+    results = list(csv.DictReader(open(os.path.join(out, "results.csv"))))
+    assert len(results) == 12 and len(os.listdir(os.path.join(out, "runs"))) == 12
+    assert list(results[0]) == ["run", "weight.alpha", "weight.beta", "weight.gamma", "loss.alpha", "loss.beta",
+                                "loss.gamma", "loss.target", "seed", "tokens", "seconds", "failed"]
+    for r in results:
+        assert np.isfinite([float(r[k]) for k in r if k.startswith("loss.")]).all()
+
+    fit = json.load(open(os.path.join(out, "fit.json")))
+    assert fit["target"] == "target"  # the single eval-only domain
+    assert fit["n_train"] == fit["n_test"] == 12
+    for model in ("lightgbm", "linear"):
+        assert set(fit[model]) == {"spearman", "pearson", "mse", "r2"}
+        assert all(np.isfinite(v) for v in fit[model].values())
+    assert open(os.path.join(out, "lightgbm.txt")).read().startswith("tree")
+    assert set(json.load(open(os.path.join(out, "linear.json")))) == {"domains", "coef", "intercept"}
+
+    mix = json.load(open(os.path.join(out, "mixture.json")))
+    assert set(mix) >= {"weights", "predicted_loss", "n_samples", "top_k", "target", "baselines"}
+    assert list(mix["weights"]) == ["alpha", "beta", "gamma"] and sum(mix["weights"].values()) == pytest.approx(1)
+    assert mix["n_samples"] == 20000 and mix["top_k"] == 10 and mix["target"] == "target"
+    assert {"natural (prior)", "uniform"} <= set(mix["baselines"])
+    best = [k for k in mix["baselines"] if k.startswith("best proxy run")]
+    assert len(best) == 1 and "measured_loss" in mix["baselines"][best[0]]
+    for png in ("fit.png", "mixture.png"):
+        assert open(os.path.join(out, png), "rb").read(8) == b"\x89PNG\r\n\x1a\n"
+
+    regmix.main(["--stage", "compare", "--data", corpus_dir, "--out", out, *SMALL])
+    cmp = json.load(open(os.path.join(out, "compare.json")))
+    assert cmp["target"] == "target" and set(cmp["runs"]) == {"regmix", "natural", "uniform"}
+    assert all(np.isfinite(r["target_loss"]) for r in cmp["runs"].values())
+    ev = json.load(open(os.path.join(out, "compare_regmix", "eval.json")))
+    assert ev["weights"] == mix["weights"] and ev["tokens"] == 4 * 4 * 16
