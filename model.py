@@ -89,12 +89,12 @@ class Attention(nn.Module):
 class SwiGLU(nn.Module):
     def __init__(self, cfg):
         super().__init__()
-        self.gate = nn.Linear(cfg.n_embd, cfg.mlp_hidden, bias=False)
-        self.up = nn.Linear(cfg.n_embd, cfg.mlp_hidden, bias=False)
+        self.gate_up = nn.Linear(cfg.n_embd, 2 * cfg.mlp_hidden, bias=False)  # one matmul for both
         self.down = nn.Linear(cfg.mlp_hidden, cfg.n_embd, bias=False)
 
     def forward(self, x):
-        return self.down(F.silu(self.gate(x)) * self.up(x))
+        gate, up = self.gate_up(x).chunk(2, dim=-1)
+        return self.down(F.silu(gate) * up)
 
 
 class Block(nn.Module):
@@ -214,12 +214,14 @@ class ChunkedCrossEntropy(torch.autograd.Function):
             hc, tc = h[i:i + chunk], targets[i:i + chunk]
             logp = torch.log_softmax((hc @ weight.to(hc.dtype).T).to(acc), dim=-1)
             loss -= logp.gather(1, tc[:, None]).sum()
-            if need_grad:  # d loss / d logits = (softmax - onehot) / n
+            if need_grad:  # d loss / d logits = (softmax - onehot) / n; the 1/n is applied at the end
                 g = logp.exp_()
                 g[torch.arange(len(tc), device=g.device), tc] -= 1
-                g /= n
                 grad_h[i:i + chunk] = (g.to(hc.dtype) @ weight.to(hc.dtype)).to(h.dtype)
-                grad_w += g.T @ hc.to(acc)
+                grad_w.addmm_(g.T, hc.to(acc))
+        if need_grad:
+            grad_h /= n
+            grad_w /= n
         ctx.save_for_backward(grad_h, grad_w)
         ctx.weight_dtype = weight.dtype
         return loss / n

@@ -289,9 +289,9 @@ def prepare(docs, out, enc, eval_only=(), val_fraction=0.05, val_max_tokens=2**2
             s = stats.setdefault(domain, dict(documents=0, bytes=0, train_tokens=0, val_tokens=0))
             s["documents"] += 1
             s["bytes"] += nbytes
-            if not toks:
+            if len(toks) == 0:
                 continue
-            toks.append(eot)
+            toks = np.append(toks, eot)
             # whole documents go to validation by a hash of their text: deterministic, order-free;
             # once a domain's validation is full, the rest trains. Eval-only domains only validate.
             to_val = domain in eval_only or (h % 1000 < val_permille and s["val_tokens"] < val_max_tokens)
@@ -303,7 +303,11 @@ def prepare(docs, out, enc, eval_only=(), val_fraction=0.05, val_max_tokens=2**2
         for w in writers.values():
             w.abort()
 
-    pool = ThreadPoolExecutor(1)  # encodes one batch while the main thread reads the next
+    def encode(text):  # numpy straight from tiktoken's buffer: no Python list of ints per token
+        return enc.encode_to_numpy(text, disallowed_special=())  # = encode_ordinary
+
+    # the workers encode one batch while the main thread reads the next
+    pool = ThreadPoolExecutor(threads)
     pending = None
     bar = tqdm(total=None, unit="B", unit_scale=True, desc="tokenizing", disable=not progress)
     try:
@@ -315,21 +319,21 @@ def prepare(docs, out, enc, eval_only=(), val_fraction=0.05, val_max_tokens=2**2
             size += len(raw)
             if size >= batch_bytes:
                 if pending:
-                    flush(pending[0], pending[1].result())
-                pending = (batch, pool.submit(enc.encode_ordinary_batch, texts, num_threads=threads))
+                    flush(pending[0], [f.result() for f in pending[1]])
+                pending = (batch, [pool.submit(encode, t) for t in texts])
                 bar.update(size)
                 batch, texts, size = [], [], 0
         if pending:
-            flush(pending[0], pending[1].result())
+            flush(pending[0], [f.result() for f in pending[1]])
         if batch:
-            flush(batch, enc.encode_ordinary_batch(texts, num_threads=threads))
+            flush(batch, list(pool.map(encode, texts)))
             bar.update(size)
     except BaseException:
         abort_all()
         raise
     finally:
         bar.close()
-        pool.shutdown()
+        pool.shutdown(cancel_futures=True)
 
     missing = [n for n in sorted(eval_only) if n not in stats]
     if missing:
