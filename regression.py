@@ -311,15 +311,11 @@ def dirichlet(alpha, n, rng):
 
 def load_prior(args, domains, names):
     if args.prior:
-        try:
-            with open(args.prior) as f:
-                prior = json.load(f)
-        except (OSError, json.JSONDecodeError) as e:
-            raise DataError(f"--prior {args.prior}: cannot read a JSON object of domain -> share ({e})") from None
+        prior = read_mixture(args.prior)  # the same format: a JSON of domain -> share
     elif domains is not None:
         prior = domains.meta["prior"]
     else:
-        raise DataError(f"no prior: pass --prior FILE (JSON domain -> share) or a --data folder with meta.json")
+        raise DataError("no prior: pass --prior FILE (JSON domain -> share) or a --data folder with meta.json")
     missing = [d for d in names if d not in prior]
     if missing:
         raise DataError(f"the prior has no share for '{missing[0]}' (a domain of the fitted results)")
@@ -355,8 +351,8 @@ def stage_simulate(args, domains=None):
 
     results = Results(fit["results"])
     X, y, runs = results.target(target)
-    compare = {"natural (prior)": prior, "uniform": np.full(len(names), 1 / len(names)),
-               f"best proxy run ({runs[int(np.argmin(y))]})": X[int(np.argmin(y))]}
+    best_run = int(np.argmin(y))
+    compare = {"natural (prior)": prior, "uniform": np.full(len(names), 1 / len(names)), "best proxy run": X[best_run]}
     for item in args.compare:
         name, _, path = item.partition("=")
         if not path:
@@ -367,7 +363,7 @@ def stage_simulate(args, domains=None):
                   n_samples=int(len(cand)), top_k=args.top_k, target=target,
                   baselines={k: dict(predicted_loss=float(p), weights={d: float(x) for d, x in zip(names, v)})
                              for (k, v), p in zip(compare.items(), predicted[1:])})
-    result["baselines"][next(k for k in compare if k.startswith("best proxy"))]["measured_loss"] = float(y.min())
+    result["baselines"]["best proxy run"].update(run=runs[best_run], measured_loss=float(y[best_run]))
     atomic_write_json(os.path.join(out, "mixture.json"), result)
 
     print(f"\nsimulate: {len(cand):,} Dirichlet(prior) candidates, mean of the top {args.top_k} -> {out}/mixture.json")
@@ -416,11 +412,14 @@ def stage_compare(args, domains, train):
     for name, w in runs.items():
         eval_path = os.path.join(args.out, f"compare_{name}", "eval.json")
         if not os.path.exists(eval_path):  # each finished run is kept; a rerun skips it
-            ck = os.path.join(args.out, f"compare_{name}", "ckpt.pt")
-            args.resume = os.path.exists(ck)
+            args.resume = os.path.exists(os.path.join(args.out, f"compare_{name}", "ckpt.pt"))
             train(args, domains, weights=w, name=f"compare_{name}")
         with open(eval_path) as f:
-            measured[name] = json.load(f)["losses"]
+            ev = json.load(f)
+        if ev["weights"] != w:
+            raise DataError(f"{eval_path} was trained on another mixture (an older simulate?); "
+                            f"delete {os.path.dirname(eval_path)} to retrain it")
+        measured[name] = ev["losses"]
     res = {n: dict(target_loss=m[target], mean_loss=float(np.mean(list(m.values())))) for n, m in measured.items()}
     atomic_write_json(os.path.join(args.out, "compare.json"), dict(target=target, runs=res))
     print(f"\nmeasured {target} validation loss after the same training ({args.out}/compare.json):")

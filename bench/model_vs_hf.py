@@ -2,7 +2,7 @@
 identically (same sizes, batch, threads), measured alternately in one run. Goal: >= 1.2x.
 
     pip install transformers          # bench-only; the project itself does not need it
-    python bench/model_vs_hf.py [--presets tiny 1m] [--batch 8] [--block 256] [--steps 6]
+    python bench/model_vs_hf.py [--presets tiny 1m] [--batch 4] [--block 256] [--steps 6]
 
 Both models: pre-norm RMSNorm (eps 1e-5), RoPE (base 10000), SwiGLU, no biases, untied
 embeddings, full multi-head attention, SDPA attention, fp32, AdamW. Each step is forward +
@@ -22,8 +22,9 @@ from model import GPT, config_for  # noqa: E402
 
 p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
 p.add_argument("--presets", nargs="+", default=["tiny", "1m"], help="model presets to compare")
-p.add_argument("--vocab", type=int, default=4096, help="vocabulary (the embedded corpus uses 4096)")
-p.add_argument("--batch", type=int, default=8, help="sequences per step")
+p.add_argument("--vocab", type=int, default=None,
+               help="vocabulary (default: what each preset trains on: tiny 4096, the embedded corpus; others 50257, GPT-2)")
+p.add_argument("--batch", type=int, default=4, help="sequences per step")
 p.add_argument("--block", type=int, default=256, help="tokens per sequence")
 p.add_argument("--steps", type=int, default=6, help="measured steps per round")
 p.add_argument("--rounds", type=int, default=3, help="alternating rounds; the median counts")
@@ -57,10 +58,11 @@ def step_time(model, x, hf):
 
 torch.manual_seed(0)
 for preset in args.presets:
-    cfg = config_for(preset, args.vocab, args.block)
+    vocab = args.vocab or (4096 if preset == "tiny" else 50257)
+    cfg = config_for(preset, vocab, args.block)
     ours, theirs = GPT(cfg), hf_model(cfg)
     assert sum(p.numel() for p in ours.parameters()) == sum(p.numel() for p in theirs.parameters())
-    x = torch.randint(0, args.vocab, (args.batch, args.block + 1))
+    x = torch.randint(0, vocab, (args.batch, args.block + 1))
     t_ours, t_hf = [], []
     for _ in range(args.rounds):
         t_ours.append(step_time(ours, x, False))

@@ -24,7 +24,7 @@ p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDes
 p.add_argument("--mb", type=int, default=20, help="megabytes of text")
 p.add_argument("--threads", type=int, default=os.cpu_count(), help="tokenizer threads for both sides")
 p.add_argument("--vocab-size", type=int, default=50257, help="tokenizer vocabulary")
-p.add_argument("--repeats", type=int, default=3, help="alternating measurements of each side; the best counts")
+p.add_argument("--repeats", type=int, default=5, help="alternating measurements of each side; the best counts")
 args = p.parse_args()
 
 texts, size = [], 0

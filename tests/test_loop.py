@@ -42,8 +42,10 @@ def test_whole_loop_and_compare(corpus_dir, tmp_path, capsys):
     assert list(mix["weights"]) == ["alpha", "beta", "gamma"] and sum(mix["weights"].values()) == pytest.approx(1)
     assert mix["n_samples"] == 20000 and mix["top_k"] == 10 and mix["target"] == "target"
     assert {"natural (prior)", "uniform"} <= set(mix["baselines"])
-    best = [k for k in mix["baselines"] if k.startswith("best proxy run")]
-    assert len(best) == 1 and "measured_loss" in mix["baselines"][best[0]]
+    best = mix["baselines"]["best proxy run"]
+    r = next(r for r in results if r["run"] == best["run"])
+    assert best["measured_loss"] == pytest.approx(min(float(r["loss.target"]) for r in results))
+    assert best["measured_loss"] == pytest.approx(float(r["loss.target"]))
     for png in ("fit.png", "mixture.png"):
         assert open(os.path.join(out, png), "rb").read(8) == b"\x89PNG\r\n\x1a\n"
 

@@ -179,3 +179,11 @@ def test_train_data_parallel_under_torchrun(corpus_dir, tmp_path):
     assert ck["step"] == 6 and len(ck["data_rng"]) == 2 and ck["data_rng"][0] != ck["data_rng"][1]
     ev = json.load(open(os.path.join(out, "target", "eval.json")))
     assert ev["tokens"] == 6 * 4 * 16 and all(np.isfinite(v) for v in ev["losses"].values())
+
+
+def test_diverging_proxy_is_recorded_as_failed_and_the_sweep_goes_on(corpus_dir, tmp_path):
+    out = str(tmp_path / "out")
+    regmix.main(["--stage", "proxy", "--data", corpus_dir, "--out", out, "--n-mixtures", "2", *SMALL, "--lr", "1e30"])
+    r = rows(os.path.join(out, "results.csv"))
+    assert [x["run"] for x in r] == ["0", "1"]
+    assert all(x["failed"] and np.isnan(float(x["loss.target"])) for x in r)
