@@ -65,7 +65,6 @@ def write_csv(path, rows, columns):
     atomic_write_text(path, buf.getvalue())
 
 
-
 # -----------------------------------------------------------------------------
 # token files
 

@@ -190,8 +190,11 @@ def default_docs(max_bytes):
     stdlib = sysconfig.get_paths()["stdlib"]
     site = sysconfig.get_paths()["purelib"]
 
-    def shuffled(paths):  # a fixed order that samples the whole tree, not just its first letters
-        return sorted(paths, key=lambda p: zlib.crc32(os.path.relpath(p, "/").encode()))
+    def files(root, pattern, prefix=""):  # (name relative to root, path) pairs
+        return [(prefix + os.path.relpath(p, root), p) for p in glob.glob(os.path.join(root, "**", pattern), recursive=True)]
+
+    def shuffled(items):  # a fixed order that samples the whole tree, whatever the install location
+        return [p for name, p in sorted(items, key=lambda item: zlib.crc32(item[0].encode()))]
 
     def read(path):
         with open(path, encoding="utf-8", errors="replace") as f:
@@ -214,10 +217,10 @@ def default_docs(max_bytes):
                 total += len(text.encode())
                 yield domain, text, where
 
-    py = [p for p in glob.glob(os.path.join(stdlib, "**", "*.py"), recursive=True)
-          if "site-packages" not in p and f"{os.sep}test" not in p]
-    code_files = [p for p in py if zlib.crc32(os.path.relpath(p, stdlib).encode()) % 2 == 0]
-    doc_files = [p for p in py if zlib.crc32(os.path.relpath(p, stdlib).encode()) % 2 == 1]
+    py = [(name, p) for name, p in files(stdlib, "*.py")  # the library, not its tests or installed packages
+          if not any(part.startswith(("test", "site-packages")) for part in name.split(os.sep))]
+    code_files = [(name, p) for name, p in py if zlib.crc32(name.encode()) % 2 == 0]
+    doc_files = [(name, p) for name, p in py if zlib.crc32(name.encode()) % 2 == 1]
     yield from capped("code", ((read(p), p) for p in shuffled(code_files)))
 
     from pydoc_data.topics import topics
@@ -247,25 +250,23 @@ def default_docs(max_bytes):
         for line in f:
             v = json.loads(line)
             chapters.setdefault((v["book"], v["chapter"]), []).append(f'{v["verse"]} {v["text"]}')
-    bible = [(f"{book} {ch}\n\n" + "\n".join(verses), f"{kjv}:{book} {ch}") for (book, ch), verses in chapters.items()]
-    yield from capped("bible", sorted(bible, key=lambda t: zlib.crc32(t[1].encode())))
+    bible = {f"{book} {ch}": f"{book} {ch}\n\n" + "\n".join(verses) for (book, ch), verses in chapters.items()}
+    yield from capped("bible", ((bible[name], f"{kjv}:{name}") for name in shuffled((k, k) for k in bible)))
 
-    headers = glob.glob(os.path.join(sysconfig.get_paths()["include"], "**", "*.h"), recursive=True)
+    headers = files(sysconfig.get_paths()["include"], "*.h", "python/")
     torch_spec = importlib.util.find_spec("torch")
     if torch_spec is not None:
-        tinc = os.path.join(os.path.dirname(torch_spec.origin), "include")
-        headers += glob.glob(os.path.join(tinc, "**", "*.h"), recursive=True)
+        headers += files(os.path.join(os.path.dirname(torch_spec.origin), "include"), "*.h", "torch/")
     yield from capped("c_headers", ((read(p), p) for p in shuffled(headers)))
 
     numpy_dir = os.path.dirname(importlib.util.find_spec("numpy").origin)
-    numpy_py = glob.glob(os.path.join(numpy_dir, "**", "*.py"), recursive=True)
-    yield from capped("numpy_docs", ((docstrings(p), p) for p in shuffled(numpy_py)))
+    yield from capped("numpy_docs", ((docstrings(p), p) for p in shuffled(files(numpy_dir, "*.py"))))
 
 
 # -----------------------------------------------------------------------------
 # tokenize and write
 
-def prepare(docs, out, enc, eval_only=(), val_fraction=0.05, val_max_tokens=2**21,
+def prepare(docs, out, enc, eval_only=(), val_fraction=0.1, val_max_tokens=2**21,
             batch_bytes=4 << 20, threads=None, skips=None, progress=True):
     """Tokenize (domain, text, where) documents into out/<domain>/{train,val}.bin and meta.json.
 
@@ -422,7 +423,8 @@ def main(argv=None):
     p.add_argument("--vocab-size", type=int, default=None,
                    help="truncate GPT-2's BPE to N ids (default: 4096 for the embedded corpus, which keeps CPU "
                         "proxies fast; 50257, the full GPT-2 vocabulary, otherwise)")
-    p.add_argument("--val-fraction", type=float, default=0.05, help="share of documents held out for validation, by hash")
+    p.add_argument("--val-fraction", type=float, default=0.1, help="share of documents held out for validation, by hash "
+                   "(up to --val-max-tokens per domain)")
     p.add_argument("--val-max-tokens", type=int, default=2**21, help="cap on a domain's validation tokens; the rest trains")
     p.add_argument("--max-bytes", type=int, default=2_000_000, help="embedded corpus only: text per domain")
     p.add_argument("--threads", type=int, default=os.cpu_count(), help="tokenizer threads")

@@ -28,6 +28,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import torch
 import torch.distributed as dist
+from tqdm import tqdm
 
 import regression
 from data import (Batches, DataError, atomic_write_json, check_block_size, atomic_write_text, mixture_vector, open_domains, read_csv,
@@ -289,14 +290,16 @@ def result_columns(domains):
 
 def merge_results(out, domains):
     """Rebuild results.csv from the per-run files, under a lock so that ranks don't interleave."""
+    path = os.path.join(out, "results.csv")
     with open(os.path.join(out, ".results.lock"), "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        rows = []
-        for path in sorted(glob.glob(os.path.join(out, "runs", "run_*.json"))):
-            with open(path) as f:
-                rows.append(json.load(f))
-        rows.sort(key=lambda r: int(r["run"]))
-        write_csv(os.path.join(out, "results.csv"), rows, result_columns(domains))
+        rows = {int(r["run"]): r for r in read_csv(path)} if os.path.exists(path) else {}
+        for run_path in glob.glob(os.path.join(out, "runs", "run_*.json")):
+            with open(run_path) as f:
+                row = json.load(f)
+            rows[int(row["run"])] = row
+        rows = [rows[k] for k in sorted(rows)]
+        write_csv(path, rows, result_columns(domains))
     return rows
 
 
@@ -331,7 +334,6 @@ def stage_proxy(args, domains):
     mine = [m for m in mixtures if int(m["run"]) % world == rank and int(m["run"]) not in done]
     print0(f"proxy sweep: {len(mixtures)} mixtures, {len(done)} done, model {h.model}, {h.steps} steps x "
            f"{h.batch_size} x {h.block_size} tokens, device {device}, {world} rank(s)")
-    from tqdm import tqdm
     target = regression.default_target(args.target, domains.names, domains.trainable) or domains.names[0]
     bar = tqdm(mine, desc=f"proxies (rank {rank})", unit="run", disable=rank != 0)
     models = build_model(h, domains, device, use_compile(args, device))

@@ -14,7 +14,6 @@ import csv
 import json
 import os
 import sys
-import warnings
 
 import numpy as np
 

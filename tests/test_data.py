@@ -1,5 +1,4 @@
 """prepare.py and data.py: tokenizer, token files, corpora, the mixture sampler."""
-import io
 import json
 import os
 import subprocess
