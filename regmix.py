@@ -41,7 +41,7 @@ from model import GPT, PRESETS, config_for
 RECIPES = {
     # the 1M proxies (sail-sg/regmix, mixture_config/synthesize_mixture.py): constant 4e-4 after warmup
     "proxy": dict(steps=1000, batch_size=512, block_size=2048, micro_batch_size=16, warmup=100,
-                  lr=4e-4, min_lr=4e-4, eval_seqs=64, n_mixtures=512, min_data_in_leaf=20),
+                  lr=4e-4, min_lr=4e-4, eval_seqs=64, n_mixtures=512),
     # the 1B target: cosine from 4e-4 to 1e-5, 25,000 steps x 512 x 2048 = 25B tokens
     "train": dict(steps=25000, batch_size=512, block_size=2048, micro_batch_size=16, warmup=1000,
                   lr=4e-4, min_lr=1e-5, eval_seqs=64),
@@ -49,7 +49,7 @@ RECIPES = {
 TINY_RECIPES = {
     # sized so that `--stage all` on the embedded corpus takes minutes on 2 CPU cores (README)
     "proxy": dict(steps=40, batch_size=32, block_size=128, micro_batch_size=32, warmup=10,
-                  lr=2e-3, min_lr=2e-3, eval_seqs=32, n_mixtures=40, min_data_in_leaf=5),
+                  lr=2e-3, min_lr=2e-3, eval_seqs=32, n_mixtures=40),
     "train": dict(steps=300, batch_size=32, block_size=128, micro_batch_size=32, warmup=30,
                   lr=2e-3, min_lr=1e-4, eval_seqs=32),
 }
@@ -128,8 +128,7 @@ def stage_mixtures(args, domains):
     rows = [{"run": i, **{c: f"{x:.6g}" for c, x in zip(cols[1:], wi)}} for i, wi in enumerate(w)]
     path = os.path.join(args.out, "mixtures.csv")
     if os.path.exists(path):
-        old = read_csv(path)
-        if [list(r.items()) for r in old] != [[(k, str(v)) for k, v in r.items()] for r in rows]:
+        if read_csv(path) != [{k: str(v) for k, v in r.items()} for r in rows]:
             raise DataError(f"{path} was made from other data or settings (--n-mixtures, --seed); "
                             "delete it or use another --out")
     else:

@@ -159,7 +159,7 @@ def stage_fit(args, domains=None):
         raise DataError(f"{results.path}: {len(y)} usable runs; a fit needs at least 10 (run more proxies)")
     if np.ptp(y) == 0:
         raise DataError(f"{results.path}: loss.{target} is the same in every run; nothing to fit")
-    leaf = args.min_data_in_leaf or (5 if args.model == "tiny" else 20)
+    leaf = args.min_data_in_leaf or (5 if args.model == "tiny" else 20)  # 20: LightGBM's default, the paper's
     if len(y) < 4 * leaf:  # a fold's trees then have room for a couple of leaves at most
         print(f"warning: {len(y)} runs for min_data_in_leaf {leaf}: LightGBM's trees can barely split; "
               "run more proxies or lower --min-data-in-leaf", file=sys.stderr)

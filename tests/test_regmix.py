@@ -187,3 +187,14 @@ def test_diverging_proxy_is_recorded_as_failed_and_the_sweep_goes_on(corpus_dir,
     r = rows(os.path.join(out, "results.csv"))
     assert [x["run"] for x in r] == ["0", "1"]
     assert all(x["failed"] and np.isnan(float(x["loss.target"])) for x in r)
+
+
+def test_existing_mixtures_are_reused_and_other_settings_refused(corpus_dir, tmp_path):
+    out = str(tmp_path / "out")
+    regmix.main(["--stage", "mixtures", "--data", corpus_dir, "--out", out, "--n-mixtures", "5"])
+    first = open(os.path.join(out, "mixtures.csv")).read()
+    regmix.main(["--stage", "mixtures", "--data", corpus_dir, "--out", out, "--n-mixtures", "5"])
+    assert open(os.path.join(out, "mixtures.csv")).read() == first
+    with pytest.raises(SystemExit, match="made from other data or settings"):
+        regmix.main(["--stage", "mixtures", "--data", corpus_dir, "--out", out, "--n-mixtures", "6"])
+    assert open(os.path.join(out, "mixtures.csv")).read() == first
