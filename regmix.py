@@ -77,7 +77,7 @@ def hparams(args, stage):
     table = (TINY_RECIPES if args.model == "tiny" else RECIPES)[stage]
     h = Hparams(model=args.model, weight_decay=args.weight_decay, grad_clip=args.grad_clip, seed=args.seed,
                 **{k: getattr(args, k) if getattr(args, k) is not None else table[k] for k in HPARAMS})
-    if h.batch_size % h.micro_batch_size:
+    if h.batch_size % h.micro_batch_size:  # fail before any work; train_run checks again with the ranks
         raise DataError(f"--batch-size {h.batch_size} must be a multiple of --micro-batch-size {h.micro_batch_size}")
     return h
 
