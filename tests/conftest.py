@@ -7,12 +7,13 @@ import pytest
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 os.environ.setdefault("OMP_WAIT_POLICY", "passive")  # LightGBM's OpenMP must not spin against torch
 
+import corpora  # noqa: E402
 import prepare  # noqa: E402
 
 
 @pytest.fixture(scope="session")
 def enc4096():
-    return prepare.get_tokenizer(4096)
+    return prepare.get_tokenizer("gpt2", 4096)
 
 
 def make_corpus(root, n_docs=40, seed=0):
@@ -38,6 +39,6 @@ def corpus_dir(tmp_path_factory, enc4096):
     """A prepared data folder (vocab 4096): alpha, beta, gamma trainable; target eval-only."""
     src = make_corpus(str(tmp_path_factory.mktemp("src")))
     out = str(tmp_path_factory.mktemp("data"))
-    prepare.prepare(prepare.folder_docs(src, prepare.Skips()), out, enc4096, eval_only={"target"},
+    prepare.prepare(corpora.folder_docs(src, corpora.Skips()), out, enc4096, eval_only={"target"},
                     val_fraction=0.2, progress=False)
     return out

@@ -9,24 +9,25 @@ import pytest
 import torch
 import zstandard
 
+import corpora
 import prepare
-from data import HEADER_BYTES, Batches, DataError, open_domains, read_tokens, val_windows
+from data import Batches, DataError, open_domains, read_tokens, val_windows
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def test_gpt2_ids_offline():
-    enc = prepare.get_tokenizer()
-    assert enc.encode_ordinary("hello world") == [31373, 995]
-    assert enc.n_vocab == 50257 and enc.eot_token == 50256
+    enc = prepare.get_tokenizer("gpt2")
+    assert enc.encode("hello world").tolist() == [31373, 995]
+    assert enc.vocab_size == 50257 and enc.eot == 50256
 
 
 def test_truncated_vocab_round_trips(enc4096):
     text = open(prepare.__file__).read() + "Ünïcödé ✓ 日本語 \x00 tabs\tand\nnewlines"
-    ids = enc4096.encode_ordinary(text)
-    assert max(ids) < 4096 and enc4096.eot_token == 4095
+    ids = enc4096.encode(text)
+    assert max(ids) < 4096 and enc4096.eot == 4095
     assert enc4096.decode(ids) == text
-    full = prepare.get_tokenizer().encode_ordinary(text)
+    full = prepare.get_tokenizer("gpt2").encode(text)
     assert len(ids) > len(full)  # fewer merges -> more tokens, same text
 
 
@@ -74,7 +75,7 @@ def test_header_corruption_detected(tmp_path, corpus_dir):
     bad.write_bytes(good[:-10])
     with pytest.raises(DataError, match="x.bin.*truncated"):
         read_tokens(bad)
-    bad.write_bytes(good[:HEADER_BYTES - 1])
+    bad.write_bytes(good[:31])
     with pytest.raises(DataError, match="x.bin.*shorter than the header"):
         read_tokens(bad)
     bad.write_bytes(good)
@@ -95,8 +96,8 @@ def test_pile_shards_bad_lines_and_truncated_archive(tmp_path, enc4096):
     shard = tmp_path / "00.jsonl.zst"
     write_zst(shard, lines)
     out = tmp_path / "out"
-    skips = prepare.Skips()
-    meta = prepare.prepare(prepare.pile_docs([str(shard)], skips), str(out), enc4096, progress=False, skips=skips)
+    skips = corpora.Skips()
+    meta = prepare.prepare(corpora.pile_docs([str(shard)], skips), str(out), enc4096, progress=False, skips=skips)
     assert set(meta["domains"]) == {"pile_cc", "gutenberg_pg_19"}
     assert meta["skipped"]["lines"] == 2
     assert meta["skipped"]["first"][0].startswith(f"{shard}:4 ")
@@ -121,7 +122,7 @@ def test_folder_input_and_empty_domain(tmp_path, enc4096, capsys):
     (tmp_path / "in" / "blank").mkdir()
     (tmp_path / "in" / "blank" / "a.txt").write_text("   ")
     (tmp_path / "in" / "Web Pages.jsonl").write_text("\n".join(json.dumps({"text": f"page {i} " * 10}) for i in range(10)))
-    meta = prepare.prepare(prepare.folder_docs(str(tmp_path / "in"), prepare.Skips()), str(tmp_path / "out"),
+    meta = prepare.prepare(corpora.folder_docs(str(tmp_path / "in"), corpora.Skips()), str(tmp_path / "out"),
                            enc4096, progress=False)
     assert set(meta["domains"]) == {"notes", "web_pages"}
     err = capsys.readouterr().err
@@ -205,7 +206,8 @@ def test_cli_folder_with_eval_only_and_skip(tmp_path):
     assert r.returncode == 0, r.stderr
     meta = json.load(open(tmp_path / "out" / "meta.json"))
     assert set(meta["domains"]) == {"alpha", "beta", "target"} and set(meta["prior"]) == {"alpha", "beta"}
-    assert meta["tokenizer"] == {"name": "gpt2-2048", "vocab_size": 2048, "eot": 2047}
+    assert meta["tokenizer"] == {"name": "gpt2-2048", "kind": "gpt2", "vocab_size": 2048, "eot": 2047,
+                                 "eot_token": "<|endoftext|>", "sha256": prepare.VOCAB_BPE_SHA256}
     assert "Jensen-Shannon" in r.stdout
     r = subprocess.run([sys.executable, os.path.join(ROOT, "prepare.py"), "--input", src, "--out", str(tmp_path / "o2"),
                         "--eval-only", "nope"], capture_output=True, text=True)
