@@ -3,7 +3,7 @@ RegMix: data mixture as regression (Liu et al., ICLR 2025), one stage at a time.
 
     python regmix.py --stage mixtures     # N random mixtures around the prior -> out/mixtures.csv
     python regmix.py --stage proxy        # one small model per mixture       -> out/results.csv
-    python regmix.py --stage fit          # loss ~ weights (LightGBM, linear)  -> out/fit.json
+    python regmix.py --stage fit          # loss ~ weights, several regressors -> out/fit.json
     python regmix.py --stage simulate     # best of 1M predicted mixtures      -> out/mixture.json
     python regmix.py --stage train --model 1b --mixture out/mixture.json      # the target model
     python regmix.py --stage all          # mixtures -> proxy -> fit -> simulate
@@ -31,6 +31,7 @@ import torch.distributed as dist
 from tqdm import tqdm
 
 import regression
+import regressors
 from data import (Batches, DataError, atomic_write_json, check_block_size, atomic_write_text, mixture_vector, open_domains, read_csv,
                   read_mixture, to_device, val_windows, write_csv)
 from model import GPT, PRESETS, config_for
@@ -376,7 +377,8 @@ def stage_proxy(args, domains):
     mine = [m for m in mixtures if int(m["run"]) % world == rank and int(m["run"]) not in done]
     print0(f"proxy sweep: {len(mixtures)} mixtures, {len(done)} done, model {h.model}, {h.steps} steps x "
            f"{h.batch_size} x {h.block_size} tokens, device {device}, {world} rank(s)")
-    target = regression.default_target(args.target, domains.names, domains.trainable) or domains.names[0]
+    _, tw = regression.target_weights(args.target, domains.names, domains.trainable, args.data)
+    tw = tw or {domains.names[0]: 1.0}
     bar = tqdm(mine, desc=f"proxies (rank {rank})", unit="run", disable=rank != 0)
     models = build_model(h, domains, device, use_compile(args, device))
     for m in bar:
@@ -387,7 +389,7 @@ def stage_proxy(args, domains):
                "seed": h.seed, "tokens": r["tokens"], "seconds": f"{r['seconds']:.1f}", "failed": r["failed"]}
         atomic_write_json(run_file(args.out, m["run"]), row)
         merge_results(args.out, domains)
-        msg = f"run {m['run']}: " + (f"FAILED ({r['failed']})" if r["failed"] else f"{target} {r['losses'][target]:.4f}")
+        msg = f"run {m['run']}: " + (f"FAILED ({r['failed']})" if r["failed"] else f"target {target_loss(r['losses'], tw):.4f}")
         tps = r["tokens"] / r["seconds"]
         bar.set_postfix_str(f"last {msg}, {tps:,.0f} tok/s")
         tqdm.write(f"[rank {rank}] {msg} in {r['seconds']:.1f}s, {tps:,.0f} tok/s")
@@ -397,6 +399,11 @@ def stage_proxy(args, domains):
     print0(f"{len(rows)} proxy results -> {os.path.join(args.out, 'results.csv')}")
     if ddp:
         dist.destroy_process_group()
+
+
+def target_loss(losses, tw):
+    """The target's loss: the weighted mean of its domains' losses (see regression.target_weights)."""
+    return sum(w * losses[d] for d, w in tw.items())
 
 
 def run_file(out, run):
@@ -449,6 +456,62 @@ def stage_train(args, domains, weights=None, name=None):
 
 
 # -----------------------------------------------------------------------------
+# the newcomer's summary, and the proof: train on the chosen, natural and uniform mixtures
+
+def summary(args):
+    with open(os.path.join(args.out, "fit.json")) as f:
+        fit = json.load(f)
+    with open(os.path.join(args.out, "mixture.json")) as f:
+        mix = json.load(f)
+    nat, uni = mix["baselines"]["natural (prior)"], mix["baselines"]["uniform"]
+    conf = mix.get("confidence")
+    print(f"\n=== RegMix on {args.data}: minimise {mix['target']} validation loss, with {mix['regressor']} ===")
+    print(f"{'domain':<14}{'regmix':>9}{'+/-':>7}{'natural':>9}{'uniform':>9}")
+    for d, w in mix["weights"].items():
+        spread = f"{conf['weights_std'][d]:>7.3f}" if conf else f"{'':>7}"
+        print(f"{d:<14}{w:>9.3f}{spread}{nat['weights'][d]:>9.3f}{uni['weights'][d]:>9.3f}")
+    print(f"{'predicted loss':<14}{mix['predicted_loss']:>9.4f}{'':>7}{nat['predicted_loss']:>9.4f}{uni['predicted_loss']:>9.4f}")
+    print(f"held-out Spearman rho ({fit['evaluation']}, {fit['n_test']} runs): "
+          + ", ".join(f"{n} {m['spearman']:.3f}" for n, m in fit["regressors"].items()) + f"; chosen: {fit['chosen']}")
+    if conf:
+        print(f"stability: {conf['bootstrap']} bootstrap refits move the mixture by {conf['mean_abs_change']:.3f} "
+              "on average (total variation; 0 = the same, 1 = disjoint)")
+    print(f"files: {args.out}/results.csv, fit.json, fit.png, mixture.json, mixture.png")
+    print(f"next: python regmix.py --stage compare --model {args.model} --out {args.out}  "
+          "(trains on the chosen and the natural mixture and measures both)")
+
+
+def stage_compare(args, domains):
+    """Train the same model for the same tokens on the chosen, natural and uniform mixtures."""
+    path = os.path.join(args.out, "mixture.json")
+    if not os.path.exists(path):
+        raise DataError(f"{path}: not found; run --stage all (or fit and simulate) first")
+    with open(path) as f:
+        mix = json.load(f)
+    target, tw = mix["target"], mix["target_weights"]
+    runs = {"regmix": mix["weights"], "natural": domains.meta["prior"],
+            "uniform": {d: 1.0 for d in domains.trainable}}
+    measured = {}
+    for name, w in runs.items():
+        eval_path = os.path.join(args.out, f"compare_{name}", "eval.json")
+        if not os.path.exists(eval_path):  # each finished run is kept; a rerun skips it
+            args.resume = os.path.exists(os.path.join(args.out, f"compare_{name}", "ckpt.pt"))
+            stage_train(args, domains, weights=w, name=f"compare_{name}")
+        with open(eval_path) as f:
+            ev = json.load(f)
+        if ev["weights"] != w:
+            raise DataError(f"{eval_path} was trained on another mixture (an older simulate?); "
+                            f"delete {os.path.dirname(eval_path)} to retrain it")
+        measured[name] = ev["losses"]
+    res = {n: dict(target_loss=target_loss(m, tw), mean_loss=float(np.mean(list(m.values())))) for n, m in measured.items()}
+    atomic_write_json(os.path.join(args.out, "compare.json"), dict(target=target, target_weights=tw, runs=res))
+    print(f"\nmeasured {target} validation loss after the same training ({args.out}/compare.json):")
+    for n, r in res.items():
+        print(f"  {n:<8} {r['target_loss']:.4f}")
+    return res
+
+
+# -----------------------------------------------------------------------------
 
 def get_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -472,8 +535,9 @@ def get_args(argv=None):
     p.add_argument("--device", default="auto", help="cpu, cuda, cuda:N; auto = cuda:(LOCAL_RANK %% GPUs) if present")
     p.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None,
                    help="torch.compile the model (default: on for CUDA, off for CPU)")
-    p.add_argument("--target", default=None, help="the domain whose validation loss to minimise "
-                   "(default: pile_cc if present, else the single eval-only domain)")
+    p.add_argument("--target", default=None, help="the validation loss to minimise: a domain, several (a,b: their "
+                   "mean), weighted (a=0.7,b=0.3), or all (the mean over every domain) (default: pile_cc if present, "
+                   "else the single eval-only domain)")
     # train
     p.add_argument("--mixture", default=None, help="train: a JSON of domain -> weight, or simulate's mixture.json (default: OUT/mixture.json)")
     p.add_argument("--name", default="target", help="train: run folder under --out (checkpoint, log, eval)")
@@ -484,13 +548,25 @@ def get_args(argv=None):
     # fit and simulate
     p.add_argument("--results", default=None, help="fit: results table (default: OUT/results.csv)")
     p.add_argument("--test", default=None, help="fit: a held-out results table; without it, 5-fold cross-validation")
+    p.add_argument("--regressor", default="auto", choices=["auto", *regressors.NAMES],
+                   help="fit: the regressor to fit and choose (auto: fit all, choose by cross-validated Spearman, "
+                        "see README); simulate: the one to search (auto: the one fit chose)")
     p.add_argument("--min-data-in-leaf", type=int, default=None,
-                   help="fit: LightGBM's min_data_in_leaf (default 20, LightGBM's and the paper's; tiny: 5, "
-                        "because a CPU sweep of ~40 runs leaves trees of 20-row leaves almost no split)")
+                   help="fit: LightGBM's min_data_in_leaf (default: the paper's 20 from 120 runs on, 5 below, "
+                        "where 20-row leaves leave trees almost no split)")
     p.add_argument("--samples", type=int, default=1_000_000, help="simulate: random candidate mixtures to score")
     p.add_argument("--top-k", type=int, default=100, help="simulate: average of the k best candidates")
     p.add_argument("--prior", default=None, help="simulate: JSON domain -> share (default: the data's meta.json prior)")
-    p.add_argument("--bound", action="store_true", help="simulate: reject candidates beyond 15x the prior, as --stage mixtures")
+    p.add_argument("--bound", action=argparse.BooleanOptionalAction, default=True,
+                   help="simulate: keep candidates within 15x the prior, as --stage mixtures draws them (default: on)")
+    p.add_argument("--extrapolate", action="store_true",
+                   help="simulate: let weights exceed the largest weight any proxy run had (default: stay within them)")
+    p.add_argument("--target-tokens", type=int, default=None,
+                   help="simulate: tokens of the target run; with --max-epochs, caps each domain at "
+                        "max-epochs x its training tokens / target-tokens")
+    p.add_argument("--max-epochs", type=float, default=4.0, help="simulate: how often the target run may repeat a domain")
+    p.add_argument("--bootstrap", type=int, default=10,
+                   help="simulate: refits on resampled runs to measure how stable the mixture is (0: none)")
     p.add_argument("--compare", action="append", default=[], metavar="NAME=FILE",
                    help="simulate: also predict this mixture (JSON domain -> weight); repeatable")
     return p.parse_args(argv)
@@ -505,8 +581,7 @@ def main(argv=None):
             getattr(regression, f"stage_{args.stage}")(args, domains)
             return
         domains = open_domains(args.data)
-        if args.target and args.target not in domains.names:
-            raise DataError(f"--target {args.target}: no such domain in {args.data} ({', '.join(domains.names)})")
+        regression.target_weights(args.target, domains.names, domains.trainable, args.data)  # a clear error now
         if args.stage == "mixtures":
             stage_mixtures(args, domains)
         elif args.stage == "proxy":
@@ -518,10 +593,10 @@ def main(argv=None):
             stage_proxy(args, domains)
             regression.stage_fit(args, domains)
             regression.stage_simulate(args, domains)
-            regression.summary(args, domains)
+            summary(args)
             print(f"all stages took {(time.time() - t0) / 60:.1f} min")
         elif args.stage == "compare":
-            regression.stage_compare(args, domains, stage_train)
+            stage_compare(args, domains)
     except DataError as e:
         sys.exit(f"error: {e}")
 

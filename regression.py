@@ -2,9 +2,11 @@
 The regression half of RegMix: fit validation loss as a function of the mixture weights, then
 search the fitted function for the mixture with the lowest predicted loss.
 
-    fit       LightGBM (the paper's settings) and a linear baseline; held-out Spearman / Pearson /
-              MSE / R^2 on --test or by 5-fold cross-validation      -> out/fit.json, fit.png
-    simulate  score 1,000,000 Dirichlet(prior) mixtures, average the top 100 -> out/mixture.json
+    fit       every regressor of regressors.py, judged on the same held-out runs (--test, or
+              5-fold cross-validation); the one to trust chosen by cross-validation on the
+              training runs; each refit on every run              -> out/fit.json, fit.png, regressors/
+    simulate  score 1,000,000 Dirichlet(prior) mixtures with it, within the constraints, average
+              the top 100; bootstrap refits say how stable that is -> out/mixture.json, mixture.png
 
 The paper's released data converts to this project's results schema with
 
@@ -18,15 +20,16 @@ import sys
 
 import numpy as np
 
-from data import DataError, atomic_write_json, atomic_write_text, mixture_vector, read_mixture, write_csv
+import regressors
+from data import DataError, atomic_write_json, mixture_vector, read_mixture, write_csv
 
-LGB_PARAMS = dict(objective="regression", boosting="gbdt", learning_rate=1e-2, seed=42, verbose=-1,
-                  deterministic=True)  # the paper's settings; everything else LightGBM's default
-LGB_ROUNDS = 1000
+FOLDS = 5
+CLEAR_MARGIN = 0.005   # auto: how much better than the ensemble's CV rho a single regressor must be ...
+ENOUGH_RUNS = 150      # ... on a sweep of at least this many runs (README: measured on the paper's data)
 
 
 # -----------------------------------------------------------------------------
-# results tables
+# results tables and targets
 
 class Results:
     """A results table: weight.<domain> columns (the mixture) and loss.<domain> columns."""
@@ -59,26 +62,45 @@ class Results:
         except ValueError as e:
             raise DataError(f"{self.path}: a {prefix}* value is not a number ({e})") from None
 
-    def target(self, domain):
-        """(X, y, runs) of the usable rows: failed runs (NaN loss) are dropped with a warning."""
-        if domain not in self.loss_domains:
-            raise DataError(f"{self.path}: no column loss.{domain}; targets here: {', '.join(self.loss_domains)}")
-        y = self._floats("loss.", [domain])[:, 0]
+    def target(self, weights):
+        """(X, y, runs) of the usable rows, y the weighted mean of the target losses ({domain: weight}
+        from target_weights); failed runs (a NaN loss) are dropped with a warning."""
+        L = self._floats("loss.", list(weights))
+        y = L @ np.array(list(weights.values()))
         failed = np.array([bool(r.get("failed")) for r in self.rows]) | ~np.isfinite(y)
         if failed.any():
             print(f"warning: {self.path}: {int(failed.sum())} failed run(s) left out", file=sys.stderr)
         return self.X[~failed], y[~failed], [r for r, f in zip(self.runs, failed) if not f]
 
 
-def default_target(target, loss_domains, weight_domains):
-    """--target; else pile_cc (the paper's); else the single eval-only domain (a loss without a
-    weight); else None: the caller asks the user."""
-    if target:
-        return target
-    if "pile_cc" in loss_domains:
-        return "pile_cc"
-    eval_only = [d for d in loss_domains if d not in weight_domains]
-    return eval_only[0] if len(eval_only) == 1 else None
+def target_weights(spec, loss_domains, weight_domains, source):
+    """--target as {domain: weight} summing to 1, and its canonical name: 'a' (one domain), 'a,b'
+    (their mean), 'a=0.7,b=0.3' (weighted), 'all' (the mean over every domain with a loss).
+    Without --target: pile_cc (the paper's), else the single eval-only domain (a loss without a
+    weight); else None, and the caller asks the user."""
+    if not spec:
+        eval_only = [d for d in loss_domains if d not in weight_domains]
+        spec = "pile_cc" if "pile_cc" in loss_domains else eval_only[0] if len(eval_only) == 1 else None
+        if spec is None:
+            return None, None
+    if spec == "all":
+        return spec, {d: 1 / len(loss_domains) for d in loss_domains}
+    weights = {}
+    for part in spec.split(","):
+        name, _, w = part.strip().partition("=")
+        if name not in loss_domains:
+            raise DataError(f"--target {spec}: no such domain '{name}' in {source} (domains with a loss: "
+                            f"{', '.join(loss_domains)})")
+        try:
+            weights[name] = float(w) if w else 1.0
+        except ValueError:
+            raise DataError(f"--target {spec}: '{w}' is not a number (use a=0.7,b=0.3)") from None
+        if not np.isfinite(weights[name]) or weights[name] < 0:
+            raise DataError(f"--target {spec}: the weight of '{name}' must be finite and >= 0")
+    total = sum(weights.values())
+    if total <= 0:
+        raise DataError(f"--target {spec}: the weights are all zero")
+    return spec, {d: w / total for d, w in weights.items()}
 
 
 def paper2csv(mixture_csv, loss_csv, out_csv):
@@ -108,20 +130,7 @@ def paper2csv(mixture_csv, loss_csv, out_csv):
 
 
 # -----------------------------------------------------------------------------
-# models and metrics
-
-def fit_lightgbm(X, y, min_data_in_leaf=20):
-    import lightgbm as lgb
-    params = dict(LGB_PARAMS, min_data_in_leaf=min_data_in_leaf)  # 20 is LightGBM's default
-    return lgb.train(params, lgb.Dataset(X, y), num_boost_round=LGB_ROUNDS)
-
-
-def fit_linear(X, y):
-    """Ordinary least squares on the raw weights, with an intercept: (coef, intercept)."""
-    A = np.hstack([X, np.ones((len(X), 1))])
-    sol = np.linalg.lstsq(A, y, rcond=None)[0]
-    return sol[:-1], sol[-1]
-
+# held-out evaluation and the choice of regressor
 
 def ranks(a):
     """Ranks from 1, ties sharing their average rank (as scipy.stats.rankdata)."""
@@ -140,35 +149,73 @@ def metrics(y, pred):
                 mse=mse, r2=float(1 - mse / np.var(y)))
 
 
-def held_out(X, y, Xt=None, yt=None, folds=5, seed=42, min_data_in_leaf=20):
-    """Held-out predictions of both models: on the test set, or out-of-fold by k-fold CV."""
+def needed(name):
+    """The single regressors to fit for `name` (auto: all of them)."""
+    if name == "auto":
+        return list(regressors.SINGLE)
+    return list(regressors.ENSEMBLE) if name == "ensemble" else [name]
+
+
+def predictions(singles, X, y, Xt=None, leaf=None, seed=42):
+    """Held-out predictions {name: array} of each regressor and of the ensemble (the mean of its
+    members' predictions, when all were fitted): on Xt, or out-of-fold by k-fold CV on (X, y)."""
     if Xt is not None:
-        coef, b = fit_linear(X, y)
-        return yt, fit_lightgbm(X, y, min_data_in_leaf).predict(Xt), Xt @ coef + b
-    idx = np.random.default_rng(seed).permutation(len(y))
-    p_lgb, p_lin = np.empty(len(y)), np.empty(len(y))
-    for k in range(folds):
-        test = idx[k::folds]
-        train = np.setdiff1d(idx, test)
-        coef, b = fit_linear(X[train], y[train])
-        p_lgb[test] = fit_lightgbm(X[train], y[train], min_data_in_leaf).predict(X[test])
-        p_lin[test] = X[test] @ coef + b
-    return y, p_lgb, p_lin
+        pred = {n: regressors.make(n, len(y), leaf).fit(X, y).predict(Xt) for n in singles}
+    else:
+        idx = np.random.default_rng(seed).permutation(len(y))
+        pred = {n: np.empty(len(y)) for n in singles}
+        for k in range(FOLDS):
+            test = idx[k::FOLDS]
+            train = np.setdiff1d(idx, test)
+            for n in singles:
+                pred[n][test] = regressors.make(n, len(train), leaf).fit(X[train], y[train]).predict(X[test])
+    if all(m in pred for m in regressors.ENSEMBLE):
+        pred["ensemble"] = np.mean([pred[m] for m in regressors.ENSEMBLE], axis=0)
+    return pred
+
+
+def choose(cv_rho, n_runs):
+    """auto: a single regressor where the sweep is large enough to tell (ENOUGH_RUNS) and its
+    cross-validated Spearman beats the ensemble's by a clear margin; the ensemble otherwise.
+    Cross-validation on the training runs only: choosing on --test would leak the test set."""
+    best = max((n for n in cv_rho if n != "ensemble"), key=cv_rho.get)
+    if n_runs >= ENOUGH_RUNS and cv_rho[best] >= cv_rho["ensemble"] + CLEAR_MARGIN:
+        return best
+    return "ensemble"
+
+
+def save_regressor(out, model):
+    os.makedirs(os.path.join(out, "regressors"), exist_ok=True)
+    state = (dict(name="ensemble", members=[m.name for m in model.members]) if model.name == "ensemble"
+             else regressors.state(model))
+    atomic_write_json(os.path.join(out, "regressors", f"{model.name}.json"), state)
+
+
+def load_regressor(out, name):
+    path = os.path.join(out, "regressors", f"{name}.json")
+    if not os.path.exists(path):
+        raise DataError(f"{path}: not found; run --stage fit (with --regressor auto or {name}) first")
+    with open(path) as f:
+        state = json.load(f)
+    if name == "ensemble":
+        return regressors.Ensemble([load_regressor(out, m) for m in state["members"]])
+    return regressors.from_state(state)
 
 
 def stage_fit(args, domains=None):
     out = args.out
     results = Results(args.results or os.path.join(out, "results.csv"))
-    target = default_target(args.target, results.loss_domains, results.domains)
-    if target is None:
-        raise DataError(f"{results.path}: which loss to minimise? pass --target (one of {', '.join(results.loss_domains)})")
-    X, y, _ = results.target(target)
+    spec, tw = target_weights(args.target, results.loss_domains, results.domains, results.path)
+    if spec is None:
+        raise DataError(f"{results.path}: which loss to minimise? pass --target (one of {', '.join(results.loss_domains)}, "
+                        "several as a,b or a=0.7,b=0.3, or all)")
+    X, y, _ = results.target(tw)
     if len(y) < 10:
         raise DataError(f"{results.path}: {len(y)} usable runs; a fit needs at least 10 (run more proxies)")
     if np.ptp(y) == 0:
-        raise DataError(f"{results.path}: loss.{target} is the same in every run; nothing to fit")
-    leaf = args.min_data_in_leaf or (5 if args.model == "tiny" else 20)  # 20: LightGBM's default, the paper's
-    if len(y) < 4 * leaf:  # a fold's trees then have room for a couple of leaves at most
+        raise DataError(f"{results.path}: loss.{spec} is the same in every run; nothing to fit")
+    leaf = regressors.leaf_size(len(y), args.min_data_in_leaf)
+    if len(y) < 4 * leaf and args.regressor in ("auto", "lightgbm", "ensemble"):
         print(f"warning: {len(y)} runs for min_data_in_leaf {leaf}: LightGBM's trees can barely split; "
               "run more proxies or lower --min-data-in-leaf", file=sys.stderr)
     if args.test:
@@ -176,139 +223,44 @@ def stage_fit(args, domains=None):
         if test.domains != results.domains:
             raise DataError(f"--test {args.test}: its domains ({', '.join(test.domains)}) differ from "
                             f"{results.path}'s ({', '.join(results.domains)})")
-        Xt, yt, _ = test.target(target)
-        y_true, p_lgb, p_lin = held_out(X, y, Xt, yt, min_data_in_leaf=leaf)
+        Xt, y_true, _ = test.target(tw)
+    singles = needed(args.regressor)
+    cv = predictions(singles, X, y, leaf=leaf)
+    if args.test:
+        held = predictions(singles, X, y, Xt, leaf=leaf)
         how = f"held-out table {args.test}"
     else:
-        y_true, p_lgb, p_lin = held_out(X, y, min_data_in_leaf=leaf)
-        how = "5-fold cross-validation"
-    fit = dict(target=target, n_train=len(y), n_test=len(y_true), evaluation=how, domains=results.domains,
-               min_data_in_leaf=leaf,
-               lightgbm=metrics(y_true, p_lgb), linear=metrics(y_true, p_lin))
+        y_true, held, how = y, cv, f"{FOLDS}-fold cross-validation"
+    scores = {n: metrics(y_true, p) for n, p in held.items()}
+    cv_rho = {n: metrics(y, p)["spearman"] for n, p in cv.items()}
+    chosen = choose(cv_rho, len(y)) if args.regressor == "auto" else args.regressor
 
-    # refit on every usable row: these are the models simulate searches
-    booster = fit_lightgbm(X, y, leaf)
-    atomic_write_text(os.path.join(out, "lightgbm.txt"), booster.model_to_string())
-    coef, b = fit_linear(X, y)
-    atomic_write_json(os.path.join(out, "linear.json"), dict(domains=results.domains, coef=coef.tolist(), intercept=b))
-    fit["results"] = results.path
+    fit = dict(target=spec, target_weights=tw, n_train=len(y), n_test=len(y_true), evaluation=how,
+               domains=results.domains, min_data_in_leaf=leaf, regressors=scores, cv_spearman=cv_rho, chosen=chosen,
+               results=results.path)
+    fit.update({n: scores[n] for n in ("lightgbm", "linear") if n in scores})  # the keys fit.json always had
+    # refit on every usable run: these are the models simulate searches
+    models = {n: regressors.make(n, len(y), leaf).fit(X, y) for n in singles}
+    for m in models.values():
+        save_regressor(out, m)
+    if "ensemble" in held:
+        save_regressor(out, regressors.Ensemble([models[m] for m in regressors.ENSEMBLE]))
     atomic_write_json(os.path.join(out, "fit.json"), fit)
 
-    print(f"fit: loss.{target} ~ {len(results.domains)} weights, {len(y)} runs; held out: {how} ({len(y_true)} runs)")
-    print(f"{'model':<10}{'Spearman':>10}{'Pearson':>10}{'MSE':>12}{'R^2':>8}")
-    for name in ("lightgbm", "linear"):
-        m = fit[name]
-        print(f"{name:<10}{m['spearman']:>10.4f}{m['pearson']:>10.4f}{m['mse']:>12.3g}{m['r2']:>8.3f}")
-    plot_fit(os.path.join(out, "fit.png"), y_true, p_lgb, p_lin, target, fit)
+    print(f"fit: loss.{spec} ~ {len(results.domains)} weights, {len(y)} runs; held out: {how} ({len(y_true)} runs)")
+    print(f"{'regressor':<12}{'Spearman':>10}{'Pearson':>10}{'MSE':>12}{'R^2':>8}{'CV rho':>9}")
+    for n, m in scores.items():
+        print(f"{n:<12}{m['spearman']:>10.4f}{m['pearson']:>10.4f}{m['mse']:>12.3g}{m['r2']:>8.3f}{cv_rho[n]:>9.4f}"
+              + ("   <- chosen" if n == chosen else ""))
+    if args.regressor == "auto":
+        print(f"chosen by {FOLDS}-fold cross-validated Spearman on the training runs: {chosen} "
+              f"(a single regressor needs >= {ENOUGH_RUNS} runs and a margin of {CLEAR_MARGIN} over the ensemble)")
+    plot_fit(os.path.join(out, "fit.png"), y_true, held, spec, fit)
     return fit
 
 
 # -----------------------------------------------------------------------------
-# scoring a million mixtures: LightGBM's forest, evaluated exactly, fast
-
-class Forest:
-    """LightGBM's trees as QuickScorer-style bit masks, scored by a small numba kernel.
-
-    Each tree's leaves are numbered left to right; a split (feature f, threshold t) that sends x
-    right rules out the leaves of its left subtree. Because only a few distinct thresholds exist
-    per feature, x_f falls into one of a few bins, and for each (feature, bin) we precompute, per
-    tree, the mask of leaves still possible. A row's exit leaf in every tree is then the lowest set
-    bit of the AND of its features' masks: no branches, no pointer chasing. The sum runs over the
-    trees in LightGBM's order, so scores equal Booster.predict (tested). Models this scheme does
-    not cover (categorical splits, missing-value routing, > 64 leaves) fall back to Booster.predict."""
-
-    def __init__(self, booster):
-        self.booster = booster
-        self.kernel_args = self._compile(booster.dump_model()) if _score is not None else None
-
-    @staticmethod
-    def _compile(dump):
-        if dump.get("objective", "").split()[0] != "regression" or dump.get("average_output"):
-            return None
-        F, trees = dump["max_feature_idx"] + 1, dump["tree_info"]
-        thresholds = [set() for _ in range(F)]
-        splits, leaves = [], np.zeros((len(trees), 64))
-        for t, info in enumerate(trees):
-            nodes, values = [], []
-
-            def walk(n):  # returns the bit mask of this subtree's leaves
-                if "leaf_value" in n:
-                    values.append(n["leaf_value"])
-                    return 1 << (len(values) - 1)
-                if n["decision_type"] != "<=" or n["missing_type"] == "Zero":
-                    raise NotImplementedError
-                left = walk(n["left_child"])
-                right = walk(n["right_child"])
-                nodes.append((n["split_feature"], n["threshold"], left))
-                thresholds[n["split_feature"]].add(n["threshold"])
-                return left | right
-            try:
-                walk(info["tree_structure"])
-            except NotImplementedError:
-                return None
-            if len(values) > 64:
-                return None
-            splits.append(nodes)
-            leaves[t, :len(values)] = values
-        edges = [np.array(sorted(s), dtype=np.float64) for s in thresholds]
-        edge_off = np.cumsum([0] + [len(e) for e in edges])
-        table_off = np.cumsum([0] + [len(e) + 1 for e in edges])
-        table = np.full((table_off[-1], len(trees)), np.iinfo(np.uint64).max, dtype=np.uint64)
-        for t, nodes in enumerate(splits):
-            for f, thr, left in nodes:
-                k = int(np.searchsorted(edges[f], thr))
-                # bin b counts the thresholds below x: for b > k, x > thr and the left leaves are out
-                table[table_off[f] + k + 1:table_off[f + 1], t] &= ~np.uint64(left)
-        used = np.array([f for f in range(F) if len(edges[f])], dtype=np.int64)
-        return (np.concatenate(edges), edge_off, table, table_off, used, leaves)
-
-    def predict(self, X, chunk=100_000, progress=False):
-        from tqdm import tqdm
-        X = np.ascontiguousarray(X, dtype=np.float64)
-        out = np.empty(len(X))
-        for i in tqdm(range(0, len(X), chunk), desc="scoring", unit_scale=chunk, disable=not progress):
-            if self.kernel_args is None:
-                out[i:i + chunk] = self.booster.predict(X[i:i + chunk])
-            else:
-                _score(X[i:i + chunk], *self.kernel_args, _DEBRUIJN, out[i:i + chunk])
-        return out
-
-
-# lowest set bit -> its index, via a de Bruijn sequence (numba has no count-trailing-zeros)
-_DEBRUIJN_MAGIC = 0x03F79D71B4CB0A89
-_DEBRUIJN = np.zeros(64, dtype=np.int64)
-for _i in range(64):
-    _DEBRUIJN[((1 << _i) * _DEBRUIJN_MAGIC & (2**64 - 1)) >> 58] = _i
-
-
-def _score_kernel(X, edges, edge_off, table, table_off, used, leaves, debruijn, out):
-    for i in numba.prange(X.shape[0]):
-        mask = np.full(table.shape[1], np.uint64(0xFFFFFFFFFFFFFFFF))
-        for f in used:
-            lo, hi = edge_off[f], edge_off[f + 1]
-            x = X[i, f]
-            while lo < hi:  # how many of this feature's thresholds lie below x
-                mid = (lo + hi) // 2
-                if edges[mid] < x:
-                    lo = mid + 1
-                else:
-                    hi = mid
-            row = table[table_off[f] + lo - edge_off[f]]
-            for t in range(mask.shape[0]):
-                mask[t] &= row[t]
-        s = 0.0
-        for t in range(mask.shape[0]):  # in tree order, as LightGBM sums
-            low = mask[t] & (~mask[t] + np.uint64(1))
-            s += leaves[t, debruijn[(low * np.uint64(_DEBRUIJN_MAGIC)) >> np.uint64(58)]]
-        out[i] = s
-
-
-try:
-    import numba
-    _score = numba.njit(parallel=True, cache=True)(_score_kernel)
-except ImportError:  # numba is in requirements.txt; without it we score with Booster.predict (slower)
-    _score = None
-
+# simulate: search the fitted function, within what the data can supply
 
 def dirichlet(alpha, n, rng):
     g = rng.standard_gamma(np.broadcast_to(alpha, (n, len(alpha))))
@@ -332,107 +284,117 @@ def load_prior(args, domains, names):
     return p / p.sum()
 
 
+def caps(args, domains, names, prior, X):
+    """Per-domain upper bounds on the weight, and where each comes from:
+    availability  w <= 15 x prior (--bound, on by default), as the mixtures stage draws them;
+    token budget  w <= E x the domain's training tokens / N (--target-tokens N --max-epochs E);
+    proxy range   w <= the largest weight any proxy run gave it (unless --extrapolate): a smooth
+                  law must not run to a corner it never saw."""
+    limits = {}
+    if args.bound:
+        limits["availability (15 x prior)"] = np.minimum(15 * prior, 1.0)
+    if args.target_tokens:
+        if domains is None:
+            raise DataError("--target-tokens needs the data's meta.json (--data) for each domain's training tokens")
+        tokens = np.array([domains.meta["domains"][d]["train_tokens"] for d in names], dtype=float)
+        limits[f"token budget ({args.max_epochs:g} epochs of {args.target_tokens:,} tokens)"] = \
+            np.minimum(args.max_epochs * tokens / args.target_tokens, 1.0)
+    if not args.extrapolate:
+        limits["proxy range"] = X.max(0)
+    return limits
+
+
+def top_k_mean(model, cand, k):
+    scores = model.predict(cand)
+    return cand[np.argsort(scores, kind="stable")[:k]].mean(0)
+
+
 def stage_simulate(args, domains=None):
-    import lightgbm as lgb
     out = args.out
     fit_path = os.path.join(out, "fit.json")
     if not os.path.exists(fit_path):
         raise DataError(f"{fit_path}: not found; run --stage fit first")
     with open(fit_path) as f:
         fit = json.load(f)
-    names, target = fit["domains"], fit["target"]
-    forest = Forest(lgb.Booster(model_file=os.path.join(out, "lightgbm.txt")))
+    names, target, tw = fit["domains"], fit["target"], fit["target_weights"]
+    name = fit["chosen"] if args.regressor == "auto" else args.regressor
+    model = load_regressor(out, name)
+    results = Results(fit["results"])
+    X, y, runs = results.target(tw)
     prior = load_prior(args, domains, names)
     rng = np.random.default_rng(args.seed)
     # candidates as in the authors' notebook: Dirichlet with alpha = the prior
     cand = dirichlet(prior, args.samples, rng)
-    if args.bound:  # the availability bound of --stage mixtures: no domain beyond 15x its prior
-        ok = (cand <= np.minimum(15 * prior, 1)).all(1)
-        cand = cand[ok]
-        print(f"bound: kept {len(cand):,} of {args.samples:,} candidates")
-    if len(cand) < args.top_k:
-        raise DataError(f"only {len(cand)} candidates for --top-k {args.top_k}; raise --samples")
-    scores = forest.predict(cand, progress=True)
-    best = np.argsort(scores, kind="stable")[:args.top_k]
-    weights = cand[best].mean(0)
+    limits = caps(args, domains, names, prior, X)
+    cap = np.min(list(limits.values()), axis=0) if limits else np.ones(len(names))
+    ok = (cand <= cap + 1e-12).all(1)
+    if ok.sum() < args.top_k:
+        raise DataError(f"only {int(ok.sum())} of {len(cand):,} candidates within the constraints for --top-k "
+                        f"{args.top_k}; raise --samples, or relax them (--no-bound, --extrapolate, --max-epochs)")
+    scores = model.predict(cand)
+    free = cand[np.argsort(scores, kind="stable")[:args.top_k]].mean(0)  # what the search would pick unconstrained
+    kept, kept_scores = cand[ok], scores[ok]
+    weights = kept[np.argsort(kept_scores, kind="stable")[:args.top_k]].mean(0)
+    binding = [dict(domain=d, constraint=src, cap=float(c[j]), unconstrained=float(free[j]))
+               for src, c in limits.items() for j, d in enumerate(names) if free[j] > c[j] + 1e-9]
 
-    results = Results(fit["results"])
-    X, y, runs = results.target(target)
     best_run = int(np.argmin(y))
     compare = {"natural (prior)": prior, "uniform": np.full(len(names), 1 / len(names)), "best proxy run": X[best_run]}
     for item in args.compare:
-        name, _, path = item.partition("=")
+        cname, _, path = item.partition("=")
         if not path:
             raise DataError(f"--compare {item}: expected NAME=FILE.json")
-        compare[name] = mixture_vector(read_mixture(path), names)
-    predicted = forest.predict(np.vstack([weights] + list(compare.values())))
+        compare[cname] = mixture_vector(read_mixture(path), names)
+    predicted = model.predict(np.vstack([weights] + list(compare.values())))
+    confidence = bootstrap(args, fit, name, X, y, kept, weights)
     result = dict(weights={d: float(w) for d, w in zip(names, weights)}, predicted_loss=float(predicted[0]),
-                  n_samples=int(len(cand)), top_k=args.top_k, target=target,
+                  n_samples=int(len(kept)), top_k=args.top_k, target=target, target_weights=tw, regressor=name,
+                  constraints={src: {d: float(x) for d, x in zip(names, c)} for src, c in limits.items()},
+                  binding=binding, confidence=confidence,
                   baselines={k: dict(predicted_loss=float(p), weights={d: float(x) for d, x in zip(names, v)})
                              for (k, v), p in zip(compare.items(), predicted[1:])})
     result["baselines"]["best proxy run"].update(run=runs[best_run], measured_loss=float(y[best_run]))
     atomic_write_json(os.path.join(out, "mixture.json"), result)
 
-    print(f"\nsimulate: {len(cand):,} Dirichlet(prior) candidates, mean of the top {args.top_k} -> {out}/mixture.json")
-    cols = ["regmix"] + list(compare)
+    print(f"\nsimulate with {name}: {len(kept):,} of {len(cand):,} Dirichlet(prior) candidates within the "
+          f"constraints ({', '.join(limits) or 'none'}), mean of the top {args.top_k} -> {out}/mixture.json")
+    for b in binding:
+        print(f"  binds: {b['domain']} <= {b['cap']:.4f} ({b['constraint']}); unconstrained it would get {b['unconstrained']:.4f}")
+    cols = ["regmix"] + (["+/- (bootstrap)"] if confidence else []) + list(compare)
     print(f"{'domain':<20}" + "".join(f"{c[:16]:>18}" for c in cols))
-    table = np.vstack([weights] + list(compare.values()))
+    table = np.vstack([weights] + ([np.array(list(confidence["weights_std"].values()))] if confidence else [])
+                      + list(compare.values()))
     for j, d in enumerate(names):
         print(f"{d:<20}" + "".join(f"{table[i, j]:>18.4f}" for i in range(len(cols))))
-    print(f"{'predicted ' + target:<20}"[:20] + "".join(f"{p:>18.4f}" for p in predicted))
+    spread = [f"{confidence['predicted_loss_std']:.4f}"] if confidence else []
+    print(f"{'predicted ' + target:<20}"[:20] + "".join(f"{p:>18}" for p in [f"{predicted[0]:.4f}"] + spread
+                                                       + [f"{p:.4f}" for p in predicted[1:]]))
     plot_mixture(os.path.join(out, "mixture.png"), names, weights, prior, target)
     return result
 
 
-# -----------------------------------------------------------------------------
-# the newcomer's summary, and the proof: train on the chosen and on the natural mixture
-
-def summary(args, domains):
-    with open(os.path.join(args.out, "fit.json")) as f:
-        fit = json.load(f)
-    with open(os.path.join(args.out, "mixture.json")) as f:
-        mix = json.load(f)
-    nat, uni = mix["baselines"]["natural (prior)"], mix["baselines"]["uniform"]
-    print(f"\n=== RegMix on {args.data}: minimise {mix['target']} validation loss ===")
-    print(f"{'domain':<14}{'regmix':>9}{'natural':>9}{'uniform':>9}")
-    for d, w in mix["weights"].items():
-        print(f"{d:<14}{w:>9.3f}{nat['weights'][d]:>9.3f}{uni['weights'][d]:>9.3f}")
-    print(f"{'predicted loss':<14}{mix['predicted_loss']:>9.4f}{nat['predicted_loss']:>9.4f}{uni['predicted_loss']:>9.4f}")
-    print(f"held-out Spearman rho ({fit['evaluation']}, {fit['n_test']} runs): "
-          f"LightGBM {fit['lightgbm']['spearman']:.3f}, linear {fit['linear']['spearman']:.3f}")
-    print(f"files: {args.out}/results.csv, fit.json, fit.png, mixture.json, mixture.png")
-    print(f"next: python regmix.py --stage compare --model {args.model} --out {args.out}  "
-          "(trains on the chosen and the natural mixture and measures both)")
-
-
-def stage_compare(args, domains, train):
-    """Train the same model for the same tokens on the chosen, natural and uniform mixtures."""
-    path = os.path.join(args.out, "mixture.json")
-    if not os.path.exists(path):
-        raise DataError(f"{path}: not found; run --stage all (or fit and simulate) first")
-    with open(path) as f:
-        mix = json.load(f)
-    target = mix["target"]
-    runs = {"regmix": mix["weights"], "natural": domains.meta["prior"],
-            "uniform": {d: 1.0 for d in domains.trainable}}
-    measured = {}
-    for name, w in runs.items():
-        eval_path = os.path.join(args.out, f"compare_{name}", "eval.json")
-        if not os.path.exists(eval_path):  # each finished run is kept; a rerun skips it
-            args.resume = os.path.exists(os.path.join(args.out, f"compare_{name}", "ckpt.pt"))
-            train(args, domains, weights=w, name=f"compare_{name}")
-        with open(eval_path) as f:
-            ev = json.load(f)
-        if ev["weights"] != w:
-            raise DataError(f"{eval_path} was trained on another mixture (an older simulate?); "
-                            f"delete {os.path.dirname(eval_path)} to retrain it")
-        measured[name] = ev["losses"]
-    res = {n: dict(target_loss=m[target], mean_loss=float(np.mean(list(m.values())))) for n, m in measured.items()}
-    atomic_write_json(os.path.join(args.out, "compare.json"), dict(target=target, runs=res))
-    print(f"\nmeasured {target} validation loss after the same training ({args.out}/compare.json):")
-    for n, r in res.items():
-        print(f"  {n:<8} {r['target_loss']:.4f}")
-    return res
+def bootstrap(args, fit, name, X, y, cand, weights, max_candidates=100_000):
+    """How stable the chosen mixture is: refit the regressor on --bootstrap resamples of the runs
+    and search again (the same candidates, at most 100,000); the spread of each weight and of the
+    predicted loss. With few runs it is large: the mixture is then a guess, and the README says so."""
+    if not args.bootstrap:
+        return None
+    rng = np.random.default_rng(args.seed)
+    cand = cand[:max_candidates]
+    k = max(1, round(args.top_k * len(cand) / max(len(cand), args.samples)))  # the same top fraction
+    ws, losses = [], []
+    for _ in range(args.bootstrap):
+        idx = rng.integers(0, len(y), len(y))
+        model = regressors.make(name, len(y), fit["min_data_in_leaf"]).fit(X[idx], y[idx])
+        w = top_k_mean(model, cand, k)
+        ws.append(w)
+        losses.append(float(model.predict(w[None])[0]))
+    ws = np.array(ws)
+    return dict(bootstrap=args.bootstrap, candidates=int(len(cand)), top_k=int(k),
+                weights_std={d: float(s) for d, s in zip(fit["domains"], ws.std(0))},
+                weights_mean={d: float(s) for d, s in zip(fit["domains"], ws.mean(0))},
+                predicted_loss_std=float(np.std(losses)),
+                mean_abs_change=float(np.abs(ws - weights).sum(1).mean() / 2))  # total variation to the chosen
 
 
 # -----------------------------------------------------------------------------
@@ -445,19 +407,27 @@ def _plt():
     return plt
 
 
-def plot_fit(path, y, p_lgb, p_lin, target, fit):
+def plot_fit(path, y, held, target, fit):
+    """Predicted against measured held-out loss, one panel per regressor."""
     plt = _plt()
-    fig, ax = plt.subplots(figsize=(5, 5))
-    ax.scatter(y, p_lin, s=10, alpha=0.6, label=f"linear (rho {fit['linear']['spearman']:.3f})")
-    ax.scatter(y, p_lgb, s=10, alpha=0.8, label=f"LightGBM (rho {fit['lightgbm']['spearman']:.3f})")
-    lo, hi = min(y.min(), p_lgb.min()), max(y.max(), p_lgb.max())
-    ax.plot([lo, hi], [lo, hi], "k--", lw=1)
-    ax.set_xlabel(f"measured {target} loss (held out)")
-    ax.set_ylabel("predicted")
-    ax.set_title(f"RegMix fit, {fit['evaluation']}")
-    ax.legend()
+    n = len(held)
+    cols = min(n, 3)
+    rows = (n + cols - 1) // cols
+    fig, axes = plt.subplots(rows, cols, figsize=(3.6 * cols, 3.6 * rows), squeeze=False)
+    lo = min(y.min(), min(p.min() for p in held.values()))
+    hi = max(y.max(), max(p.max() for p in held.values()))
+    for ax, (name, p) in zip(axes.flat, held.items()):
+        ax.scatter(y, p, s=8, alpha=0.7, color="C1" if name == fit["chosen"] else "C0")
+        ax.plot([lo, hi], [lo, hi], "k--", lw=1)
+        ax.set_title(f"{name}{' (chosen)' if name == fit['chosen'] else ''}: rho {fit['regressors'][name]['spearman']:.3f}",
+                     fontsize=9)
+        ax.set_xlabel(f"measured {target} loss", fontsize=8)
+        ax.set_ylabel("predicted", fontsize=8)
+    for ax in list(axes.flat)[n:]:
+        ax.axis("off")
+    fig.suptitle(f"RegMix fit, {fit['evaluation']}", fontsize=10)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    fig.savefig(path, dpi=110)
     plt.close(fig)
 
 

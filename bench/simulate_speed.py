@@ -17,6 +17,7 @@ import numpy as np
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 import regression  # noqa: E402
+import regressors  # noqa: E402
 
 p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
 p.add_argument("--samples", type=int, default=1_000_000, help="candidate mixtures")
@@ -24,13 +25,13 @@ p.add_argument("--top-k", type=int, default=100, help="candidates averaged")
 args = p.parse_args()
 
 res = regression.Results(os.path.join(ROOT, "tests", "data", "paper_train_1m.csv"))
-X, y, _ = res.target("pile_cc")
-booster = regression.fit_lightgbm(X, y)
+X, y, _ = res.target({"pile_cc": 1.0})
+booster = regressors.LightGBM(20).fit(X, y).booster
 prior = json.load(open(os.path.join(ROOT, "tests", "data", "paper_prior.json")))
 prior = np.array([prior[d] for d in res.domains])
 
 t0 = time.perf_counter()
-forest = regression.Forest(booster)
+forest = regressors.Forest(booster)
 forest.predict(X[:10])
 t_setup = time.perf_counter() - t0
 
