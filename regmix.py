@@ -2,7 +2,8 @@
 RegMix: data mixture as regression (Liu et al., ICLR 2025), one stage at a time.
 
     python regmix.py --stage mixtures     # N random mixtures around the prior -> out/mixtures.csv
-    python regmix.py --stage proxy        # one small model per mixture       -> out/results.csv
+    python regmix.py --stage proxy        # one small model per mixture       -> out/runs/, results.csv
+    python regmix.py --stage collect      # results.csv from the run files (after a job array's shards)
     python regmix.py --stage fit          # loss ~ weights, several regressors -> out/fit.json
     python regmix.py --stage simulate     # best of 1M predicted mixtures      -> out/mixture.json
     python regmix.py --stage train --model 1b --mixture out/mixture.json      # the target model
@@ -10,31 +11,38 @@ RegMix: data mixture as regression (Liu et al., ICLR 2025), one stage at a time.
     python regmix.py --stage compare      # train on the chosen and the natural mixture, measure both
 
 Defaults are the paper's (1M proxies: 1000 steps x 512 x 2048 tokens; 1B target: 25,000 steps).
-`--model tiny` swaps in CPU-sized numbers for every stage. Several proxies at once:
-`torchrun --nproc_per_node N regmix.py --stage proxy` (rank r takes runs r, r+N, ...).
+`--model tiny` swaps in CPU-sized numbers for every stage. Several proxies at once: on CPU one
+worker process per core (the default), `torchrun --nproc_per_node N regmix.py --stage proxy`
+(rank r takes runs r, r+N, ...), or a job array's tasks with `--shard I/N` (Slurm's are read).
 """
 import argparse
 import contextlib
 import csv
-import fcntl
 import glob
 import json
 import math
 import os
+import signal
+import subprocess
 import sys
 import time
 from dataclasses import asdict, dataclass
 
-import numpy as np
-import torch
-import torch.distributed as dist
-from tqdm import tqdm
+# PyTorch's OpenMP threads spin-wait for each other; beside other work every parallel region then
+# stalls (README, bench/proxy_layouts.py). Passive waiting must be chosen before torch loads OpenMP;
+# a user's own OMP_WAIT_POLICY wins.
+os.environ.setdefault("OMP_WAIT_POLICY", "passive")
 
-import regression
-import regressors
-from data import (Batches, DataError, atomic_write_json, check_block_size, atomic_write_text, mixture_vector, open_domains, read_csv,
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+import torch.distributed as dist  # noqa: E402
+from tqdm import tqdm  # noqa: E402
+
+import regression  # noqa: E402
+import regressors  # noqa: E402
+from data import (Batches, DataError, atomic_write_json, check_block_size, atomic_write_text, mixture_vector, open_domains, read_csv,  # noqa: E402
                   read_mixture, to_device, val_windows, write_csv)
-from model import GPT, PRESETS, config_for
+from model import GPT, PRESETS, config_for  # noqa: E402
 
 # -----------------------------------------------------------------------------
 # recipes: the paper's numbers, per stage; `--model tiny` swaps in the CPU column
@@ -72,11 +80,13 @@ class Hparams:
     weight_decay: float
     grad_clip: float
     seed: int
+    dtype: str = "float32"  # autocast dtype of matmuls: bfloat16 (CUDA's default) or float32
 
 
 def hparams(args, stage):
     table = (TINY_RECIPES if args.model == "tiny" else RECIPES)[stage]
-    h = Hparams(model=args.model, weight_decay=args.weight_decay, grad_clip=args.grad_clip, seed=args.seed,
+    dtype = args.dtype if args.dtype != "auto" else "bfloat16" if pick_device(args.device).type == "cuda" else "float32"
+    h = Hparams(model=args.model, weight_decay=args.weight_decay, grad_clip=args.grad_clip, seed=args.seed, dtype=dtype,
                 **{k: getattr(args, k) if getattr(args, k) is not None else table[k] for k in HPARAMS})
     if h.batch_size % h.micro_batch_size:  # fail before any work; train_run checks again with the ranks
         raise DataError(f"--batch-size {h.batch_size} must be a multiple of --micro-batch-size {h.micro_batch_size}")
@@ -215,6 +225,30 @@ def pick_device(arg):
     return torch.device("cpu")
 
 
+# The device-specific pieces, one small function each. CUDA-only paths (pinned-memory copies in
+# data.to_device, NCCL, fused AdamW) cannot run on a CPU: bench/gpu_check.sh exercises them on a GPU.
+# Everything else, bf16 autocast and torch.compile included, runs the same code on CPU (tests).
+
+def autocast(device, h):
+    """bf16 autocast where h.dtype asks for it: the paper's mixed precision on CUDA, and the same
+    code path on CPU (torch.autocast("cpu")); fp32 otherwise."""
+    if h.dtype == "float32":
+        return contextlib.nullcontext()
+    return torch.autocast(device.type, dtype=torch.bfloat16)
+
+
+def make_optimizer(model, h, device):
+    """AdamW (0.9, 0.95); PyTorch's fused CUDA kernel on GPUs (one launch for every parameter)."""
+    return torch.optim.AdamW(model.parameters(), lr=h.lr, betas=(0.9, 0.95), weight_decay=h.weight_decay,
+                             fused=device.type == "cuda")
+
+
+def init_distributed(device):
+    """NCCL between GPUs, gloo between CPU processes (and in the tests)."""
+    if not dist.is_initialized():
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+
+
 def build_model(h, domains, device, compile_model):
     """The model and the module the training step calls (compiled once, reused by every proxy:
     a fresh torch.compile per proxy would recompile each time, and stop compiling after 8)."""
@@ -237,8 +271,8 @@ def train_run(h, domains, weights, device, models, ckpt_path=None, resume=False,
     raw, model = models
     torch.manual_seed(h.seed)  # every proxy starts from the same weights: only the mixture differs
     raw.reset_parameters()
-    opt = torch.optim.AdamW(raw.parameters(), lr=h.lr, betas=(0.9, 0.95), weight_decay=h.weight_decay,
-                            fused=device.type == "cuda")
+    raw.zero_grad(set_to_none=True)  # a reused model may hold gradients from whatever ran before
+    opt = make_optimizer(raw, h, device)
     batches = Batches(domains, weights, h.micro_batch_size, h.block_size, seed=h.seed + rank, device=device)
     windows = {d: val_windows(domains.val[d], h.eval_seqs, h.block_size, d) for d in domains.names}
     step = 0
@@ -258,7 +292,7 @@ def train_run(h, domains, weights, device, models, ckpt_path=None, resume=False,
         print0(f"resumed from {ckpt_path} at step {step}")
     if ddp:
         model = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
-    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else contextlib.nullcontext()
+    amp = autocast(device, h)
     tokens_per_step = h.batch_size * h.block_size
 
     def save_checkpoint():
@@ -285,7 +319,7 @@ def train_run(h, domains, weights, device, models, ckpt_path=None, resume=False,
         total = 0.0
         for micro in range(accum):
             sync = contextlib.nullcontext() if not ddp or micro == accum - 1 else model.no_sync()
-            with sync, autocast:
+            with sync, amp:
                 loss = model(x, y) / accum
             if micro == accum - 1:
                 data_state = batches.state()  # a checkpoint resumes from the batch drawn next
@@ -314,10 +348,10 @@ def train_run(h, domains, weights, device, models, ckpt_path=None, resume=False,
                 log.flush()
             save_checkpoint()
         if eval_every and step % eval_every == 0 and step < h.steps:
-            print0(f"step {step}: val " + " ".join(f"{d} {v:.4f}" for d, v in evaluate(raw, windows, h, device, autocast).items()))
+            print0(f"step {step}: val " + " ".join(f"{d} {v:.4f}" for d, v in evaluate(raw, windows, h, device, amp).items()))
     if log:
         log.close()
-    losses = evaluate(raw, windows, h, device, autocast)
+    losses = evaluate(raw, windows, h, device, amp)
     failed = "" if all(math.isfinite(v) for v in losses.values()) else "non-finite validation loss"
     return dict(losses=losses, tokens=step * tokens_per_step, seconds=time.time() - t0, failed=failed)
 
@@ -330,18 +364,22 @@ def result_columns(domains):
             + ["seed", "tokens", "seconds", "failed"])
 
 
-def merge_results(out, domains):
-    """Rebuild results.csv from the per-run files, under a lock so that ranks don't interleave."""
+def collect(out, domains):
+    """Rebuild results.csv from the per-run files (the source of truth) and the rows it already
+    had. No lock (they fail on parallel file systems such as Lustre): processes that finish at the
+    same time may each write it, the last rename wins, and every collect after the last run (at the
+    end of each sweep process, --stage collect, fit) sees every file."""
     path = os.path.join(out, "results.csv")
-    with open(os.path.join(out, ".results.lock"), "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        rows = {int(r["run"]): r for r in read_csv(path)} if os.path.exists(path) else {}
-        for run_path in glob.glob(os.path.join(out, "runs", "run_*.json")):
+    rows = {int(r["run"]): r for r in read_csv(path)} if os.path.exists(path) else {}
+    for run_path in glob.glob(os.path.join(out, "runs", "run_*.json")):
+        try:
             with open(run_path) as f:
                 row = json.load(f)
-            rows[int(row["run"])] = row
-        rows = [rows[k] for k in sorted(rows)]
-        write_csv(path, rows, result_columns(domains))
+        except (OSError, json.JSONDecodeError) as e:
+            raise DataError(f"{run_path}: cannot read it ({e}); delete it to retrain that run") from None
+        rows[int(row["run"])] = row
+    rows = [rows[k] for k in sorted(rows)]
+    write_csv(path, rows, result_columns(domains))
     return rows
 
 
@@ -374,12 +412,23 @@ def stage_proxy(args, domains):
     results = os.path.join(args.out, "results.csv")
     done = {int(r["run"]) for r in read_csv(results)} if os.path.exists(results) else set()
     done |= {int(m["run"]) for m in mixtures if os.path.exists(run_file(args.out, m["run"]))}
-    mine = [m for m in mixtures if int(m["run"]) % world == rank and int(m["run"]) not in done]
-    print0(f"proxy sweep: {len(mixtures)} mixtures, {len(done)} done, model {h.model}, {h.steps} steps x "
-           f"{h.batch_size} x {h.block_size} tokens, device {device}, {world} rank(s)")
+    # this process's runs: run r belongs to shard r mod N (job arrays), split again among the ranks
+    index, count = shard(args)
+    index, count = index + count * rank, count * world
+    mine = [m for m in mixtures if int(m["run"]) % count == index and int(m["run"]) not in done]
+    workers, threads = cpu_layout(args, device, ddp)
+    print0(f"proxy sweep: {len(mixtures)} mixtures, {len(done)} done, {len(mine)} to run here, model {h.model}, "
+           f"{h.steps} steps x {h.batch_size} x {h.block_size} tokens, device {device}, "
+           + (f"{world} rank(s)" if ddp else f"{min(workers, len(mine))} process(es) x {threads} thread(s)"))
+    if workers > 1 and len(mine) > 1:
+        run_workers(args, min(workers, len(mine)), threads, index, count)
+        rows = collect(args.out, domains)
+        print0(f"{len(rows)} proxy results -> {results}")
+        return
     _, tw = regression.target_weights(args.target, domains.names, domains.trainable, args.data)
     tw = tw or {domains.names[0]: 1.0}
-    bar = tqdm(mine, desc=f"proxies (rank {rank})", unit="run", disable=rank != 0)
+    label = f"rank {rank}" if ddp else f"shard {index}/{count}"
+    bar = tqdm(mine, desc=f"proxies ({label})", unit="run", disable=rank != 0 or count > 1)
     models = build_model(h, domains, device, use_compile(args, device))
     for m in bar:
         weights = {d: float(m[f"weight.{d}"]) for d in domains.trainable}
@@ -388,17 +437,65 @@ def stage_proxy(args, domains):
                **{f"loss.{d}": f"{v:.6f}" for d, v in r["losses"].items()},
                "seed": h.seed, "tokens": r["tokens"], "seconds": f"{r['seconds']:.1f}", "failed": r["failed"]}
         atomic_write_json(run_file(args.out, m["run"]), row)
-        merge_results(args.out, domains)
+        collect(args.out, domains)
         msg = f"run {m['run']}: " + (f"FAILED ({r['failed']})" if r["failed"] else f"target {target_loss(r['losses'], tw):.4f}")
         tps = r["tokens"] / r["seconds"]
         bar.set_postfix_str(f"last {msg}, {tps:,.0f} tok/s")
-        tqdm.write(f"[rank {rank}] {msg} in {r['seconds']:.1f}s, {tps:,.0f} tok/s")
+        tqdm.write(f"[{label}] {msg} in {r['seconds']:.1f}s, {tps:,.0f} tok/s")
     if ddp:
         dist.barrier()
-    rows = merge_results(args.out, domains)
+    rows = collect(args.out, domains)
     print0(f"{len(rows)} proxy results -> {os.path.join(args.out, 'results.csv')}")
     if ddp:
         dist.destroy_process_group()
+
+
+def shard(args):
+    """--shard I/N, or a Slurm job array's task (SLURM_ARRAY_TASK_ID of SLURM_ARRAY_TASK_COUNT), or 0/1."""
+    spec = args.shard
+    if spec is None and "SLURM_ARRAY_TASK_ID" in os.environ and "SLURM_ARRAY_TASK_COUNT" in os.environ:
+        spec = f"{os.environ['SLURM_ARRAY_TASK_ID']}/{os.environ['SLURM_ARRAY_TASK_COUNT']}"
+    if spec is None:
+        return 0, 1
+    i, _, n = spec.partition("/")
+    if not (i.isdigit() and n.isdigit() and int(i) < int(n)):
+        raise DataError(f"--shard {spec}: expected I/N with 0 <= I < N (e.g. 3/8)")
+    return int(i), int(n)
+
+
+def cpu_layout(args, device, ddp):
+    """(processes, threads each) for a sweep on this machine. On CPU, one single-threaded process
+    per core: faster than one process with a thread per core, and it does not collapse beside
+    other work, where OpenMP threads wait for each other (README, bench/proxy_layouts.py). A
+    user's OMP_NUM_THREADS sets the threads per process; --workers the processes."""
+    if device.type != "cpu" or ddp:
+        return 1, torch.get_num_threads()
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    threads = int(os.environ.get("OMP_NUM_THREADS") or 0)
+    workers = args.workers or max(1, cores // (threads or 1))
+    return workers, threads or (1 if workers > 1 else torch.get_num_threads())
+
+
+def run_workers(args, n, threads, index, count):
+    """Run this process's share of the sweep as n worker processes, shard (index + count j) of
+    (count n) each; every finished run is a file, so they need no other coordination."""
+    env = dict(os.environ, OMP_NUM_THREADS=str(threads))
+    procs = [subprocess.Popen([sys.executable, os.path.abspath(__file__), *args.argv, "--stage", "proxy",
+                               "--workers", "1", "--shard", f"{index + count * j}/{count * n}"],
+                              env=env, preexec_fn=die_with_parent) for j in range(n)]
+    failed = [j for j, p in enumerate(procs) if p.wait() != 0]
+    if failed:
+        raise DataError(f"proxy worker(s) {failed} failed (their error is printed above); "
+                        "finished runs are kept, rerun the same command to continue")
+
+
+def die_with_parent():
+    """A killed sweep must not leave its workers training on: Linux's PR_SET_PDEATHSIG."""
+    try:
+        import ctypes
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)
+    except OSError:
+        pass
 
 
 def target_loss(losses, tw):
@@ -422,8 +519,8 @@ def stage_train(args, domains, weights=None, name=None):
     check_block_size(domains, h.block_size)
     ddp = "WORLD_SIZE" in os.environ and int(os.environ["WORLD_SIZE"]) > 1
     device = pick_device(args.device)
-    if ddp and not dist.is_initialized():
-        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    if ddp:
+        init_distributed(device)
     if device.type == "cuda":
         torch.cuda.set_device(device)
     weights = weights or read_mixture(args.mixture or os.path.join(args.out, "mixture.json"))
@@ -515,7 +612,8 @@ def stage_compare(args, domains):
 
 def get_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--stage", required=True, choices=["mixtures", "proxy", "fit", "simulate", "train", "all", "compare"],
+    p.add_argument("--stage", required=True,
+                   choices=["mixtures", "proxy", "collect", "fit", "simulate", "train", "all", "compare"],
                    help="what to run (see above)")
     p.add_argument("--data", default="data/default", help="a folder made by prepare.py")
     p.add_argument("--out", default="out", help="where every artefact goes (plain CSV / JSON / PNG files)")
@@ -533,6 +631,14 @@ def get_args(argv=None):
     p.add_argument("--grad-clip", type=float, default=1.0, help="gradient norm clipping")
     p.add_argument("--eval-seqs", type=int, default=None, help="fixed validation sequences per domain (64)")
     p.add_argument("--device", default="auto", help="cpu, cuda, cuda:N; auto = cuda:(LOCAL_RANK %% GPUs) if present")
+    p.add_argument("--workers", type=int, default=None,
+                   help="proxy on CPU: processes that split the sweep (default: one per core, each single-threaded; "
+                        "with OMP_NUM_THREADS=T, cores / T)")
+    p.add_argument("--shard", default=None, metavar="I/N",
+                   help="proxy: train only the runs r with r mod N == I, e.g. one task of a job array (default: "
+                        "SLURM_ARRAY_TASK_ID/SLURM_ARRAY_TASK_COUNT when set, else all runs)")
+    p.add_argument("--dtype", default="auto", choices=["auto", "bfloat16", "float32"],
+                   help="autocast dtype (auto: bfloat16 on CUDA, as the paper; float32 on CPU, where bf16 is no faster)")
     p.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None,
                    help="torch.compile the model (default: on for CUDA, off for CPU)")
     p.add_argument("--target", default=None, help="the validation loss to minimise: a domain, several (a,b: their "
@@ -569,7 +675,9 @@ def get_args(argv=None):
                    help="simulate: refits on resampled runs to measure how stable the mixture is (0: none)")
     p.add_argument("--compare", action="append", default=[], metavar="NAME=FILE",
                    help="simulate: also predict this mixture (JSON domain -> weight); repeatable")
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)  # what proxy workers are started with
+    return args
 
 
 def main(argv=None):
@@ -578,6 +686,8 @@ def main(argv=None):
         os.makedirs(args.out, exist_ok=True)
         if args.stage in ("fit", "simulate"):  # these also work on results from elsewhere, without data
             domains = open_domains(args.data) if os.path.exists(os.path.join(args.data, "meta.json")) else None
+            if args.stage == "fit" and not args.results and domains and os.path.isdir(os.path.join(args.out, "runs")):
+                collect(args.out, domains)  # shards of a job array may have finished since the last collect
             getattr(regression, f"stage_{args.stage}")(args, domains)
             return
         domains = open_domains(args.data)
@@ -586,6 +696,9 @@ def main(argv=None):
             stage_mixtures(args, domains)
         elif args.stage == "proxy":
             stage_proxy(args, domains)
+        elif args.stage == "collect":
+            check_results_schema(os.path.join(args.out, "results.csv"), domains)
+            print(f"{len(collect(args.out, domains))} proxy results -> {os.path.join(args.out, 'results.csv')}")
         elif args.stage == "train":
             stage_train(args, domains)
         elif args.stage == "all":

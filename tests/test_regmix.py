@@ -198,3 +198,49 @@ def test_existing_mixtures_are_reused_and_other_settings_refused(corpus_dir, tmp
     with pytest.raises(SystemExit, match="made from other data or settings"):
         regmix.main(["--stage", "mixtures", "--data", corpus_dir, "--out", out, "--n-mixtures", "6"])
     assert open(os.path.join(out, "mixtures.csv")).read() == first
+
+
+def test_shards_in_any_order_or_at_once_equal_one_process(corpus_dir, tmp_path):
+    args = ["--stage", "proxy", "--data", corpus_dir, "--n-mixtures", "4", *SMALL]
+    ref = str(tmp_path / "ref")
+    regmix.main([*args, "--out", ref, "--workers", "1"])  # in this process, torch's default threads
+    want = rows(os.path.join(ref, "results.csv"))
+    seq = str(tmp_path / "seq")  # one after the other, the second shard first
+    cli(*args, "--out", seq, "--shard", "1/2")
+    assert [r["run"] for r in rows(os.path.join(seq, "results.csv"))] == ["1", "3"]
+    cli(*args, "--out", seq, "--shard", "0/2")
+    par = str(tmp_path / "par")  # both at once, as a job array's tasks, sharing --out
+    procs = [subprocess.Popen([sys.executable, os.path.join(ROOT, "regmix.py"), *args, "--out", par, "--shard", s],
+                              env=ENV, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE) for s in ("0/2", "1/2")]
+    assert all(p.wait() == 0 for p in procs)
+    r = cli("--stage", "collect", "--data", corpus_dir, "--out", par)
+    assert "4 proxy results" in r.stdout
+    for out in (seq, par):
+        got = rows(os.path.join(out, "results.csv"))
+        assert [x["run"] for x in got] == ["0", "1", "2", "3"]
+        for a, b in zip(got, want):
+            assert all(abs(float(a[k]) - float(b[k])) <= 1e-6 for k in a if k.startswith(("loss.", "weight."))), (a, b)
+
+
+def test_killed_shard_loses_only_the_run_in_flight(corpus_dir, tmp_path):
+    out = str(tmp_path / "out")
+    args = ["--stage", "proxy", "--data", corpus_dir, "--n-mixtures", "6", *SMALL, "--steps", "30", "--out", out,
+            "--shard", "0/2", "--workers", "1"]
+    p = subprocess.Popen([sys.executable, os.path.join(ROOT, "regmix.py"), *args], env=ENV,
+                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    first = os.path.join(out, "runs", "run_00000.json")
+    deadline = time.time() + 120
+    while not os.path.exists(first) and p.poll() is None and time.time() < deadline:
+        time.sleep(0.02)
+    p.send_signal(signal.SIGKILL)  # run 2 is in flight
+    p.wait()
+    kept = os.stat(first).st_mtime_ns
+    cli(*args)
+    assert os.stat(first).st_mtime_ns == kept  # the finished run was not trained again
+    assert sorted(os.listdir(os.path.join(out, "runs"))) == ["run_00000.json", "run_00002.json", "run_00004.json"]
+    assert [r["run"] for r in rows(os.path.join(out, "results.csv"))] == ["0", "2", "4"]
+
+
+def test_bad_shard_is_one_line(corpus_dir, tmp_path):
+    r = cli("--stage", "proxy", "--data", corpus_dir, "--out", str(tmp_path), *SMALL, "--shard", "2/2", check=False)
+    assert r.returncode != 0 and "--shard 2/2: expected I/N with 0 <= I < N" in r.stderr and "Traceback" not in r.stderr
