@@ -16,17 +16,15 @@ worker process per core (the default), `torchrun --nproc_per_node N regmix.py --
 (rank r takes runs r, r+N, ...), or a job array's tasks with `--shard I/N` (Slurm's are read).
 """
 import argparse
-import contextlib
 import csv
 import glob
 import json
-import math
 import os
 import signal
 import subprocess
 import sys
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 
 # PyTorch's OpenMP threads spin-wait for each other; beside other work every parallel region then
 # stalls (README, bench/proxy_layouts.py). Passive waiting must be chosen before torch loads OpenMP;
@@ -38,65 +36,14 @@ import torch  # noqa: E402
 import torch.distributed as dist  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
+import export  # noqa: E402
 import regression  # noqa: E402
 import regressors  # noqa: E402
-from data import (Batches, DataError, atomic_write_json, check_block_size, atomic_write_text, mixture_vector, open_domains, read_csv,  # noqa: E402
-                  read_mixture, to_device, val_windows, write_csv)
-from model import GPT, PRESETS, config_for  # noqa: E402
-
-# -----------------------------------------------------------------------------
-# recipes: the paper's numbers, per stage; `--model tiny` swaps in the CPU column
-
-RECIPES = {
-    # the 1M proxies (sail-sg/regmix, mixture_config/synthesize_mixture.py): constant 4e-4 after warmup
-    "proxy": dict(steps=1000, batch_size=512, block_size=2048, micro_batch_size=16, warmup=100,
-                  lr=4e-4, min_lr=4e-4, eval_seqs=64, n_mixtures=512),
-    # the 1B target: cosine from 4e-4 to 1e-5, 25,000 steps x 512 x 2048 = 25B tokens
-    "train": dict(steps=25000, batch_size=512, block_size=2048, micro_batch_size=16, warmup=1000,
-                  lr=4e-4, min_lr=1e-5, eval_seqs=64),
-}
-TINY_RECIPES = {
-    # sized so that `--stage all` on the embedded corpus takes minutes on 2 CPU cores (README)
-    "proxy": dict(steps=40, batch_size=32, block_size=128, micro_batch_size=32, warmup=10,
-                  lr=2e-3, min_lr=2e-3, eval_seqs=32, n_mixtures=40),
-    "train": dict(steps=300, batch_size=32, block_size=128, micro_batch_size=32, warmup=30,
-                  lr=2e-3, min_lr=1e-4, eval_seqs=32),
-}
-HPARAMS = ("steps", "batch_size", "block_size", "micro_batch_size", "warmup", "lr", "min_lr", "eval_seqs")
-
-
-@dataclass
-class Hparams:
-    """Everything that decides a training run's result (saved in checkpoints and run files)."""
-    model: str
-    steps: int
-    batch_size: int
-    block_size: int
-    micro_batch_size: int
-    warmup: int
-    lr: float
-    min_lr: float
-    eval_seqs: int
-    weight_decay: float
-    grad_clip: float
-    seed: int
-    dtype: str = "float32"  # autocast dtype of matmuls: bfloat16 (CUDA's default) or float32
-
-
-def hparams(args, stage):
-    table = (TINY_RECIPES if args.model == "tiny" else RECIPES)[stage]
-    dtype = args.dtype if args.dtype != "auto" else "bfloat16" if pick_device(args.device).type == "cuda" else "float32"
-    h = Hparams(model=args.model, weight_decay=args.weight_decay, grad_clip=args.grad_clip, seed=args.seed, dtype=dtype,
-                **{k: getattr(args, k) if getattr(args, k) is not None else table[k] for k in HPARAMS})
-    if h.batch_size % h.micro_batch_size:  # fail before any work; train_run checks again with the ranks
-        raise DataError(f"--batch-size {h.batch_size} must be a multiple of --micro-batch-size {h.micro_batch_size}")
-    return h
-
-
-def print0(*a, **k):
-    if int(os.environ.get("RANK", 0)) == 0:
-        print(*a, **k, flush=True)
-
+from data import (DataError, atomic_write_json, atomic_write_text, check_block_size, mixture_vector,  # noqa: E402
+                  open_domains, read_csv, read_mixture, write_csv)
+from model import PRESETS  # noqa: E402
+from train import (RECIPES, TINY_RECIPES, build_model, hparams, init_distributed, pick_device, print0,  # noqa: E402
+                   train_run, use_compile)
 
 # -----------------------------------------------------------------------------
 # mixtures
@@ -191,172 +138,6 @@ def stage_mixtures(args, domains):
 
 
 # -----------------------------------------------------------------------------
-# training: one loop for proxies and the target
-
-def get_lr(step, h):
-    """Linear warmup, then cosine from lr to min_lr (constant when they are equal: the proxies)."""
-    if step < h.warmup:
-        return h.lr * (step + 1) / h.warmup
-    progress = (step - h.warmup) / max(1, h.steps - h.warmup)
-    return h.min_lr + 0.5 * (1 + math.cos(math.pi * min(progress, 1.0))) * (h.lr - h.min_lr)
-
-
-@torch.no_grad()
-def evaluate(model, windows, h, device, autocast):
-    """Mean validation loss of every domain on its fixed windows."""
-    model.eval()
-    losses = {}
-    for name, w in windows.items():
-        total = 0.0
-        for i in range(0, len(w), h.micro_batch_size):
-            x, y = to_device(w[i:i + h.micro_batch_size], device)
-            with autocast:
-                total += model(x, y).item() * len(x)
-        losses[name] = total / len(w)
-    model.train()
-    return losses
-
-
-def pick_device(arg):
-    if arg != "auto":
-        return torch.device(arg)
-    if torch.cuda.is_available():
-        return torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)) % torch.cuda.device_count())
-    return torch.device("cpu")
-
-
-# The device-specific pieces, one small function each. CUDA-only paths (pinned-memory copies in
-# data.to_device, NCCL, fused AdamW) cannot run on a CPU: bench/gpu_check.sh exercises them on a GPU.
-# Everything else, bf16 autocast and torch.compile included, runs the same code on CPU (tests).
-
-def autocast(device, h):
-    """bf16 autocast where h.dtype asks for it: the paper's mixed precision on CUDA, and the same
-    code path on CPU (torch.autocast("cpu")); fp32 otherwise."""
-    if h.dtype == "float32":
-        return contextlib.nullcontext()
-    return torch.autocast(device.type, dtype=torch.bfloat16)
-
-
-def make_optimizer(model, h, device):
-    """AdamW (0.9, 0.95); PyTorch's fused CUDA kernel on GPUs (one launch for every parameter)."""
-    return torch.optim.AdamW(model.parameters(), lr=h.lr, betas=(0.9, 0.95), weight_decay=h.weight_decay,
-                             fused=device.type == "cuda")
-
-
-def init_distributed(device):
-    """NCCL between GPUs, gloo between CPU processes (and in the tests)."""
-    if not dist.is_initialized():
-        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
-
-
-def build_model(h, domains, device, compile_model):
-    """The model and the module the training step calls (compiled once, reused by every proxy:
-    a fresh torch.compile per proxy would recompile each time, and stop compiling after 8)."""
-    model = GPT(config_for(h.model, domains.vocab_size, h.block_size)).to(device)
-    return model, (torch.compile(model) if compile_model else model)
-
-
-def train_run(h, domains, weights, device, models, ckpt_path=None, resume=False,
-              ckpt_every=0, eval_every=0, log_path=None, ddp=False, progress=None):
-    """Train one model on one mixture; return its final per-domain validation losses.
-
-    Used for every proxy and for the target. `models` comes from build_model and is
-    re-initialised here. With ddp, each rank draws its own batches (seed + rank) and gradients
-    are averaged. Returns a dict with 'losses', 'tokens', 'seconds', 'failed'."""
-    rank, world = (dist.get_rank(), dist.get_world_size()) if ddp else (0, 1)
-    accum = h.batch_size // (h.micro_batch_size * world)
-    if accum < 1 or h.batch_size % (h.micro_batch_size * world):
-        raise DataError(f"--batch-size {h.batch_size} must be a multiple of --micro-batch-size x ranks "
-                        f"({h.micro_batch_size} x {world})")
-    raw, model = models
-    torch.manual_seed(h.seed)  # every proxy starts from the same weights: only the mixture differs
-    raw.reset_parameters()
-    raw.zero_grad(set_to_none=True)  # a reused model may hold gradients from whatever ran before
-    opt = make_optimizer(raw, h, device)
-    batches = Batches(domains, weights, h.micro_batch_size, h.block_size, seed=h.seed + rank, device=device)
-    windows = {d: val_windows(domains.val[d], h.eval_seqs, h.block_size, d) for d in domains.names}
-    step = 0
-    if resume and ckpt_path and os.path.exists(ckpt_path):
-        ck = torch.load(ckpt_path, map_location=device, weights_only=False)
-        if ck["hparams"] != asdict(h) or ck["weights"] != list(map(float, batches.p)):
-            raise DataError(f"{ckpt_path} was trained with other settings or another mixture; "
-                            "use the same flags, or another --name / --out")
-        raw.load_state_dict(ck["model"])
-        opt.load_state_dict(ck["optimizer"])
-        batches.load_state(ck["data_rng"][rank])
-        step = ck["step"]
-        if log_path and rank == 0:  # drop log lines written after the checkpoint
-            with open(log_path) as f:
-                lines = f.readlines()
-            atomic_write_text(log_path, "".join(lines[:1] + [ln for ln in lines[1:] if int(ln.split(",")[0]) <= step]))
-        print0(f"resumed from {ckpt_path} at step {step}")
-    if ddp:
-        model = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
-    amp = autocast(device, h)
-    tokens_per_step = h.batch_size * h.block_size
-
-    def save_checkpoint():
-        states = [data_state]
-        if ddp:
-            states = [None] * world
-            dist.all_gather_object(states, data_state)
-        if rank == 0:
-            ck = dict(hparams=asdict(h), weights=list(map(float, batches.p)), step=step,
-                      optimizer=opt.state_dict(), data_rng=states, **raw.checkpoint())
-            tmp = f"{ckpt_path}.tmp{os.getpid()}"
-            torch.save(ck, tmp)
-            os.replace(tmp, ckpt_path)
-
-    log = open(log_path, "a") if log_path and rank == 0 else None
-    t0 = time.time()
-    data_state = batches.state()
-    x, y = batches.next()
-    while step < h.steps:
-        t_step = time.time()
-        lr = get_lr(step, h)
-        for g in opt.param_groups:
-            g["lr"] = lr
-        total = 0.0
-        for micro in range(accum):
-            sync = contextlib.nullcontext() if not ddp or micro == accum - 1 else model.no_sync()
-            with sync, amp:
-                loss = model(x, y) / accum
-            if micro == accum - 1:
-                data_state = batches.state()  # a checkpoint resumes from the batch drawn next
-            x, y = batches.next()  # fetch the next batch while the GPU works on this one
-            loss.backward()
-            total += loss.detach()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), h.grad_clip)
-        opt.step()
-        opt.zero_grad(set_to_none=True)
-        step += 1
-        total = float(total)
-        if not math.isfinite(total):
-            if log:
-                log.close()
-            return dict(losses={d: float("nan") for d in domains.names}, tokens=step * tokens_per_step,
-                        seconds=time.time() - t0, failed=f"loss {total} at step {step}")
-        dt = time.time() - t_step
-        tps = tokens_per_step / dt
-        mfu = raw.estimate_mfu(tps, device)
-        if log:
-            log.write(f"{step},{total:.6f},{lr:.3e},{tps:.0f},{'' if mfu is None else f'{mfu:.4f}'}\n")
-        if progress:
-            progress(step, total, tps, mfu)
-        if ckpt_path and ckpt_every and (step % ckpt_every == 0 or step == h.steps):
-            if log:
-                log.flush()
-            save_checkpoint()
-        if eval_every and step % eval_every == 0 and step < h.steps:
-            print0(f"step {step}: val " + " ".join(f"{d} {v:.4f}" for d, v in evaluate(raw, windows, h, device, amp).items()))
-    if log:
-        log.close()
-    losses = evaluate(raw, windows, h, device, amp)
-    failed = "" if all(math.isfinite(v) for v in losses.values()) else "non-finite validation loss"
-    return dict(losses=losses, tokens=step * tokens_per_step, seconds=time.time() - t0, failed=failed)
-
-
-# -----------------------------------------------------------------------------
 # proxy: one run per mixture, each persisted the moment it finishes
 
 def result_columns(domains):
@@ -427,8 +208,9 @@ def stage_proxy(args, domains):
         return
     _, tw = regression.target_weights(args.target, domains.names, domains.trainable, args.data)
     tw = tw or {domains.names[0]: 1.0}
-    label = f"rank {rank}" if ddp else f"shard {index}/{count}"
+    label = f"rank {rank}" if ddp else f"shard {index}/{count}" if count > 1 else "proxy"
     bar = tqdm(mine, desc=f"proxies ({label})", unit="run", disable=rank != 0 or count > 1)
+    track = tracker(args, f"proxies-{label.replace(' ', '-').replace('/', '-of-')}", asdict(h), rank_zero_only=False)
     models = build_model(h, domains, device, use_compile(args, device))
     for m in bar:
         weights = {d: float(m[f"weight.{d}"]) for d in domains.trainable}
@@ -436,18 +218,39 @@ def stage_proxy(args, domains):
         row = {"run": int(m["run"]), **{f"weight.{d}": m[f"weight.{d}"] for d in domains.trainable},
                **{f"loss.{d}": f"{v:.6f}" for d, v in r["losses"].items()},
                "seed": h.seed, "tokens": r["tokens"], "seconds": f"{r['seconds']:.1f}", "failed": r["failed"]}
+        if args.proxy_ckpt:  # before the run file: a run counts as done only with its weights saved
+            tmp = f"{run_file(args.out, m['run'], '.pt')}.tmp{os.getpid()}"
+            torch.save(models[0].checkpoint(), tmp)
+            os.replace(tmp, run_file(args.out, m["run"], ".pt"))
         atomic_write_json(run_file(args.out, m["run"]), row)
         collect(args.out, domains)
         msg = f"run {m['run']}: " + (f"FAILED ({r['failed']})" if r["failed"] else f"target {target_loss(r['losses'], tw):.4f}")
         tps = r["tokens"] / r["seconds"]
         bar.set_postfix_str(f"last {msg}, {tps:,.0f} tok/s")
         tqdm.write(f"[{label}] {msg} in {r['seconds']:.1f}s, {tps:,.0f} tok/s")
+        if track:
+            track.log({"run": int(m["run"]), "tokens_per_s": tps, **{f"val/{d}": v for d, v in r["losses"].items()}})
+    if track:
+        track.finish()
     if ddp:
         dist.barrier()
     rows = collect(args.out, domains)
     print0(f"{len(rows)} proxy results -> {os.path.join(args.out, 'results.csv')}")
     if ddp:
         dist.destroy_process_group()
+
+
+def tracker(args, name, config, rank_zero_only=True):
+    """--wandb PROJECT: a Weights & Biases run, imported only then (WANDB_MODE=offline needs no
+    network). Training logs from rank 0 only; every sweep process logs its own proxies. The CSV and
+    JSON files stay the source of truth."""
+    if not args.wandb or (rank_zero_only and int(os.environ.get("RANK", 0)) != 0):
+        return None
+    try:
+        import wandb
+    except ImportError:
+        raise DataError("--wandb needs the wandb package: pip install wandb") from None
+    return wandb.init(project=args.wandb, name=name, group=os.path.abspath(args.out), config=config, reinit="create_new")
 
 
 def shard(args):
@@ -503,12 +306,8 @@ def target_loss(losses, tw):
     return sum(w * losses[d] for d, w in tw.items())
 
 
-def run_file(out, run):
-    return os.path.join(out, "runs", f"run_{int(run):05d}.json")
-
-
-def use_compile(args, device):
-    return device.type == "cuda" if args.compile is None else args.compile
+def run_file(out, run, ext=".json"):
+    return os.path.join(out, "runs", f"run_{int(run):05d}{ext}")
 
 
 # -----------------------------------------------------------------------------
@@ -536,9 +335,13 @@ def stage_train(args, domains, weights=None, name=None):
     print0(f"training {h.model} on {run_dir}: {h.steps} steps x {h.batch_size} x {h.block_size} tokens, "
            f"mixture " + ", ".join(f"{d} {w:.3f}" for d, w in zip(domains.trainable, mixture_vector(weights, domains.trainable))))
 
-    def progress(step, loss, tps, mfu):
+    track = tracker(args, f"{os.path.basename(run_dir)}", dict(asdict(h), mixture=weights, data=args.data))
+
+    def progress(step, loss, lr, tps, mfu):
         if step % args.log_every == 0 or step == h.steps:
             print0(f"step {step}/{h.steps}: loss {loss:.4f}, {tps:,.0f} tok/s" + (f", MFU {mfu:.1%}" if mfu else ""))
+        if track:
+            track.log(dict(loss=loss, lr=lr, tokens_per_s=tps, **({"mfu": mfu} if mfu else {})), step=step)
 
     models = build_model(h, domains, device, use_compile(args, device))
     r = train_run(h, domains, weights, device, models, ckpt_path=ckpt,
@@ -547,6 +350,9 @@ def stage_train(args, domains, weights=None, name=None):
     if int(os.environ.get("RANK", 0)) == 0:
         atomic_write_json(os.path.join(run_dir, "eval.json"), dict(weights=weights, hparams=asdict(h), **r))
         print0("final validation loss: " + ", ".join(f"{d} {v:.4f}" for d, v in r["losses"].items()))
+    if track:
+        track.summary.update({f"val/{d}": v for d, v in r["losses"].items()})
+        track.finish()
     if ddp:
         dist.destroy_process_group()
     return r
@@ -608,12 +414,32 @@ def stage_compare(args, domains):
     return res
 
 
+def stage_export(args, domains):
+    """export: a checkpoint -> a Hugging Face folder; eval: that folder (exported first if needed)
+    -> lm-evaluation-harness scores in eval_downstream.json beside the run."""
+    ckpt = args.ckpt or os.path.join(args.out, args.name, "ckpt.pt")
+    hf = args.hf_out or os.path.join(os.path.dirname(ckpt), "hf" if not args.ckpt else
+                                     os.path.basename(ckpt).rsplit(".", 1)[0] + "_hf")
+    if args.stage == "export" or not os.path.exists(os.path.join(hf, "config.json")):
+        export.export(ckpt, domains.meta, args.data, hf)
+        print(f"exported {ckpt} -> {hf} (transformers: AutoModelForCausalLM.from_pretrained('{hf}'))")
+    if args.stage == "eval":
+        scores = export.evaluate_downstream(hf, args.tasks, args.num_fewshot, args.eval_batch_size,
+                                            pick_device(args.device), args.eval_limit, args.include_path)
+        path = os.path.join(os.path.dirname(os.path.abspath(hf)), "eval_downstream.json")
+        atomic_write_json(path, dict(model=hf, tasks=args.tasks, num_fewshot=args.num_fewshot, limit=args.eval_limit,
+                                     scores=scores))
+        for task, by_shots in scores.items():
+            print(f"{task:<20} " + ", ".join(f"{k} {v:.4f}" for k, v in by_shots["mean"].items()))
+        print(f"-> {path}")
+
+
 # -----------------------------------------------------------------------------
 
 def get_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--stage", required=True,
-                   choices=["mixtures", "proxy", "collect", "fit", "simulate", "train", "all", "compare"],
+                   choices=["mixtures", "proxy", "collect", "fit", "simulate", "train", "all", "compare", "export", "eval"],
                    help="what to run (see above)")
     p.add_argument("--data", default="data/default", help="a folder made by prepare.py")
     p.add_argument("--out", default="out", help="where every artefact goes (plain CSV / JSON / PNG files)")
@@ -651,6 +477,19 @@ def get_args(argv=None):
     p.add_argument("--resume", action="store_true", help="train: continue from OUT/NAME/ckpt.pt")
     p.add_argument("--eval-every", type=int, default=0, help="train: per-domain validation loss every N steps (0: only at the end)")
     p.add_argument("--log-every", type=int, default=10, help="train: print every N steps")
+    p.add_argument("--wandb", default=None, metavar="PROJECT",
+                   help="proxy/train: also log to Weights & Biases (steps: loss, lr, tokens/s, MFU; proxies: final "
+                        "losses); WANDB_MODE=offline works without network")
+    p.add_argument("--proxy-ckpt", action="store_true", help="proxy: also save each proxy's weights (OUT/runs/run_NNNNN.pt)")
+    # export and eval
+    p.add_argument("--ckpt", default=None, help="export: the checkpoint (default: OUT/NAME/ckpt.pt; a proxy's: OUT/runs/run_NNNNN.pt)")
+    p.add_argument("--hf-out", default=None, help="export/eval: the Hugging Face folder (default: hf/ beside the checkpoint)")
+    p.add_argument("--tasks", nargs="+", default=export.PAPER_TASKS, help="eval: lm-evaluation-harness tasks (default: the paper's 13)")
+    p.add_argument("--num-fewshot", nargs="+", type=int, default=[0, 1, 2, 3, 4, 5],
+                   help="eval: shots; each task runs at each and is also averaged over them (default: 0-5, as the paper)")
+    p.add_argument("--eval-limit", type=int, default=None, help="eval: at most N examples per task (a quick check)")
+    p.add_argument("--eval-batch-size", type=int, default=16, help="eval: lm-eval's batch size")
+    p.add_argument("--include-path", default=None, help="eval: a folder of your own lm-eval task YAML files")
     # fit and simulate
     p.add_argument("--results", default=None, help="fit: results table (default: OUT/results.csv)")
     p.add_argument("--test", default=None, help="fit: a held-out results table; without it, 5-fold cross-validation")
@@ -710,6 +549,8 @@ def main(argv=None):
             print(f"all stages took {(time.time() - t0) / 60:.1f} min")
         elif args.stage == "compare":
             stage_compare(args, domains)
+        elif args.stage in ("export", "eval"):
+            stage_export(args, domains)
     except DataError as e:
         sys.exit(f"error: {e}")
 

@@ -1,7 +1,7 @@
 """Training-step tokens/s of our model as a ratio to Hugging Face's LlamaForCausalLM configured
 identically (same sizes, batch, threads), measured alternately in one run. Goal: >= 1.2x.
 
-    pip install transformers          # bench-only; the project itself does not need it
+    pip install -r requirements-dev.txt   # transformers: bench and tests only, never the main job
     python bench/model_vs_hf.py [--presets tiny 1m] [--batch 4] [--block 256] [--steps 6]
 
 Both models: pre-norm RMSNorm (eps 1e-5), RoPE (base 10000), SwiGLU, no biases, untied

@@ -248,3 +248,13 @@ def test_paper_mixtures_convert_to_a_trainable_mixtures_csv(tmp_path):
     for r in rows:  # renormalised: the released rows sum to 0.996 and 1.002
         assert abs(float(r["weight.arxiv"]) + float(r["weight.pile_cc"]) - 1) < 1e-5
     assert float(rows[0]["weight.arxiv"]) == pytest.approx(0.333 / 0.996, rel=1e-5)
+
+
+def test_arrow_file_format_is_read_too(tmp_path):
+    """datasets.save_to_disk writes Arrow's stream format; pyarrow's own file format (random access) reads as well."""
+    table = pa.Table.from_pylist([{"text": t, "source": "web"} for t in docs_of("f", 9)])
+    path = tmp_path / "file_format.arrow"
+    with pa.OSFile(str(path), "wb") as sink, pa.ipc.new_file(sink, table.schema) as w:
+        w.write_table(table, max_chunksize=4)
+    got = list(corpora.shard_docs([str(path)], corpora.Skips(), "source"))
+    assert [t for _, t, _ in got] == docs_of("f", 9) and got[5][2] == f"{path}:row 6"

@@ -20,6 +20,7 @@ import corpora
 import data
 import prepare
 import regmix
+import train
 from data import open_domains, val_windows
 from model import GPT, config_for
 
@@ -30,7 +31,7 @@ ENV = dict(os.environ, OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1")
 def hparams(**kw):
     base = dict(model="tiny", steps=6, batch_size=4, block_size=16, micro_batch_size=2, warmup=2, lr=2e-3,
                 min_lr=2e-3, eval_seqs=4, weight_decay=0.1, grad_clip=1.0, seed=42)
-    return regmix.Hparams(**{**base, **kw})
+    return train.Hparams(**{**base, **kw})
 
 
 def test_compiled_training_equals_eager_and_compiles_once_for_every_proxy(corpus_dir):
@@ -40,7 +41,7 @@ def test_compiled_training_equals_eager_and_compiles_once_for_every_proxy(corpus
     d = open_domains(corpus_dir)
     h = hparams()
     cpu = torch.device("cpu")
-    raw, compiled = regmix.build_model(h, d, cpu, compile_model=True)
+    raw, compiled = train.build_model(h, d, cpu, compile_model=True)
     # one micro-batch: compiled and eager loss and gradients (the chunked cross-entropy's autograd
     # function inside the compiled graph) agree
     x, y = data.to_device(val_windows(d.val["alpha"], h.micro_batch_size, h.block_size), cpu)  # as the loop feeds it
@@ -58,9 +59,9 @@ def test_compiled_training_equals_eager_and_compiles_once_for_every_proxy(corpus
     assert graphs == 1
     # every proxy reuses that compilation (same shapes, re-initialised weights): no new graph
     mixtures = [{"alpha": 1.0}, {"beta": 0.5, "gamma": 0.5}]
-    got = [regmix.train_run(h, d, w, cpu, (raw, compiled))["losses"] for w in mixtures]
+    got = [train.train_run(h, d, w, cpu, (raw, compiled))["losses"] for w in mixtures]
     assert counters["stats"]["unique_graphs"] == graphs
-    want = [regmix.train_run(h, d, w, cpu, (raw, raw))["losses"] for w in mixtures]  # eager
+    want = [train.train_run(h, d, w, cpu, (raw, raw))["losses"] for w in mixtures]  # eager
     for a, b in zip(got, want):
         assert all(abs(a[k] - b[k]) < 1e-4 for k in a), (a, b)
 
@@ -74,14 +75,14 @@ def test_bf16_autocast_tracks_fp32(corpus_dir):
     for dtype in ("float32", "bfloat16"):
         h = hparams(steps=10, dtype=dtype)
         curve = []
-        r = regmix.train_run(h, d, {"alpha": 1, "beta": 1}, cpu, regmix.build_model(h, d, cpu, False),
-                             progress=lambda step, loss, tps, mfu: curve.append(loss))
+        r = train.train_run(h, d, {"alpha": 1, "beta": 1}, cpu, train.build_model(h, d, cpu, False),
+                             progress=lambda step, loss, lr, tps, mfu: curve.append(loss))
         curves[dtype] = (np.array(curve), r["losses"])
     (f32, v32), (b16, v16) = curves["float32"], curves["bfloat16"]
     assert np.all(np.abs(b16 - f32) / f32 < 0.02), (f32, b16)
     assert not np.array_equal(b16, f32)  # the bf16 path really ran
     assert all(abs(v16[k] - v32[k]) / v32[k] < 0.02 for k in v32)
-    assert regmix.autocast(cpu, hparams(dtype="bfloat16")).fast_dtype == torch.bfloat16
+    assert train.autocast(cpu, hparams(dtype="bfloat16")).fast_dtype == torch.bfloat16
 
 
 @pytest.fixture(scope="module")
