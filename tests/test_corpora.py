@@ -20,7 +20,7 @@ import regression
 from data import DataError, open_domains, read_tokens
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-NEOX = os.path.join(ROOT, "..", "shared", "anchors", "regmix", "tokenizer", "gptneox", "tokenizer.json")
+NEOX = os.path.join(ROOT, "tests", "data", "gptneox", "tokenizer.json")
 SMALL = ["--model", "tiny", "--steps", "3", "--batch-size", "2", "--micro-batch-size", "2", "--block-size", "16",
          "--eval-seqs", "2", "--warmup", "1"]
 

@@ -14,7 +14,7 @@ from model import GPT, config_for
 
 transformers = pytest.importorskip("transformers")  # requirements-dev.txt
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-NEOX = os.path.join(ROOT, "..", "shared", "anchors", "regmix", "tokenizer", "gptneox", "tokenizer.json")
+NEOX = os.path.join(ROOT, "tests", "data", "gptneox", "tokenizer.json")
 SMALL = ["--model", "tiny", "--steps", "4", "--batch-size", "4", "--micro-batch-size", "2", "--block-size", "16",
          "--eval-seqs", "2", "--warmup", "1", "--device", "cpu"]
 TEXT = "def add(a, b):\n    return a + b  # Ünïcödé ✓ 日本語, and spaces  \t\n"

@@ -131,13 +131,19 @@ def test_ddp_compile_checkpoint_resume_under_torchrun(corpus_dir, tmp_path):
     assert ref.returncode == 0, ref.stderr[-3000:]
     out = str(tmp_path / "killed")
     ckpt = os.path.join(out, "target", "ckpt.pt")
-    p = subprocess.Popen(torchrun + args + ["--out", out], env=ENV, cwd=ROOT, start_new_session=True,
+    p = subprocess.Popen(torchrun + args + ["--out", out], env=ENV, cwd=ROOT,
                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 300
     while not os.path.exists(ckpt) and p.poll() is None and time.time() < deadline:
         time.sleep(0.02)
-    os.killpg(p.pid, signal.SIGKILL)  # the launcher and both ranks
+    # torchrun starts each rank in a session of its own: kill the ranks, then the launcher, or the
+    # old ranks would train on beside the resumed run
+    ranks = subprocess.run(["ps", "-o", "pid=", "--ppid", str(p.pid)], capture_output=True, text=True).stdout.split()
+    for pid in ranks:
+        os.kill(int(pid), signal.SIGKILL)
+    p.kill()
     p.wait()
+    assert len(ranks) == 2
     step = torch.load(ckpt, weights_only=False)["step"]
     assert 20 <= step < 300
     r = subprocess.run(torchrun + args + ["--out", out, "--resume"], capture_output=True, text=True, env=ENV, cwd=ROOT,
