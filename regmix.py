@@ -510,6 +510,9 @@ def get_args(argv=None):
                    help="simulate: tokens of the target run; with --max-epochs, caps each domain at "
                         "max-epochs x its training tokens / target-tokens")
     p.add_argument("--max-epochs", type=float, default=4.0, help="simulate: how often the target run may repeat a domain")
+    p.add_argument("--optimize", action="store_true",
+                   help="simulate: with a smooth regressor, optimise it on the simplex within the caps, starting "
+                        "from the simulated mixture (which mixture.json also keeps)")
     p.add_argument("--bootstrap", type=int, default=10,
                    help="simulate: refits on resampled runs to measure how stable the mixture is (0: none)")
     p.add_argument("--compare", action="append", default=[], metavar="NAME=FILE",
