@@ -258,15 +258,12 @@ def make(name, n_runs, min_data_in_leaf=None):
 
 
 def state(model):
-    """What a model's file holds; an ensemble holds its members."""
-    if isinstance(model, Ensemble):
-        return dict(name="ensemble", members=[state(m) for m in model.members])
+    """What a single regressor's file holds (regression.save_regressor saves an ensemble as its
+    members' names)."""
     return dict(name=model.name, **model.state())
 
 
 def from_state(s):
-    if s["name"] == "ensemble":
-        return Ensemble([from_state(m) for m in s["members"]])
     return CLASSES[s["name"]].from_state(s)
 
 
