@@ -157,13 +157,12 @@ def arrow_records(path, keys):
     with pa.memory_map(path) as source:
         try:
             reader = pa.ipc.open_stream(source)
+            batches, schema = reader, reader.schema
         except pa.ArrowInvalid:
             source.seek(0)
             f = pa.ipc.open_file(source)
-            reader = (f.get_batch(i) for i in range(f.num_record_batches))
-            yield from table_records(path, reader, columns_needed(path, f.schema.names, keys))
-            return
-        yield from table_records(path, reader, columns_needed(path, reader.schema.names, keys))
+            batches, schema = (f.get_batch(i) for i in range(f.num_record_batches)), f.schema
+        yield from table_records(path, batches, columns_needed(path, schema.names, keys))
 
 
 def records(path, skips, keys):

@@ -107,10 +107,12 @@ def export(ckpt_path, meta, data_dir, out):
         tie_word_embeddings=False, bos_token_id=tok["eot"], eos_token_id=tok["eot"], torch_dtype="float32"))
     atomic_write_json(os.path.join(out, "generation_config.json"),
                       dict(bos_token_id=tok["eot"], eos_token_id=tok["eot"], max_length=cfg["block_size"]))
+    tmp = os.path.join(out, f"tokenizer.json.tmp{os.getpid()}")
     if tok.get("kind") == "tokenizers":
-        shutil.copyfile(os.path.join(data_dir, tok["file"]), os.path.join(out, "tokenizer.json"))
+        shutil.copyfile(os.path.join(data_dir, tok["file"]), tmp)
     else:
-        gpt2_tokenizer_json(tok["vocab_size"], os.path.join(out, "tokenizer.json"))
+        gpt2_tokenizer_json(tok["vocab_size"], tmp)
+    os.replace(tmp, os.path.join(out, "tokenizer.json"))
     eot = tok.get("eot_token", "<|endoftext|>")
     atomic_write_json(os.path.join(out, "tokenizer_config.json"), dict(
         tokenizer_class="PreTrainedTokenizerFast", bos_token=eot, eos_token=eot, unk_token=eot, pad_token=eot,

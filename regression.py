@@ -248,9 +248,9 @@ def stage_fit(args, domains=None):
     atomic_write_json(os.path.join(out, "fit.json"), fit)
 
     print(f"fit: loss.{spec} ~ {len(results.domains)} weights, {len(y)} runs; held out: {how} ({len(y_true)} runs)")
-    print(f"{'regressor':<12}{'Spearman':>10}{'Pearson':>10}{'MSE':>12}{'R^2':>8}{'CV rho':>9}")
+    print(f"{'regressor':<12}{'Spearman':>10}{'Pearson':>10}{'MSE':>12}{'R^2':>10}{'CV rho':>9}")
     for n, m in scores.items():
-        print(f"{n:<12}{m['spearman']:>10.4f}{m['pearson']:>10.4f}{m['mse']:>12.3g}{m['r2']:>8.3f}{cv_rho[n]:>9.4f}"
+        print(f"{n:<12}{m['spearman']:>10.4f}{m['pearson']:>10.4f}{m['mse']:>12.3g}{m['r2']:>10.3f}{cv_rho[n]:>9.4f}"
               + ("   <- chosen" if n == chosen else ""))
     if args.regressor == "auto":
         print(f"chosen by {FOLDS}-fold cross-validated Spearman on the training runs: {chosen} "
@@ -360,14 +360,13 @@ def stage_simulate(args, domains=None):
         if not path:
             raise DataError(f"--compare {item}: expected NAME=FILE.json")
         compare[cname] = mixture_vector(read_mixture(path), names)
-    optimized = None
+    optimized, simulated = None, weights
     if args.optimize:
-        simulated = weights
         weights = optimize_on_simplex(model, simulated, cap)
         optimized = dict(simulated_weights={d: float(w) for d, w in zip(names, simulated)},
                          simulated_predicted_loss=float(model.predict(simulated[None])[0]))
     predicted = model.predict(np.vstack([weights] + list(compare.values())))
-    confidence = bootstrap(args, fit, name, X, y, kept, weights)
+    confidence = bootstrap(args, fit, name, X, y, kept, simulated)
     result = dict(weights={d: float(w) for d, w in zip(names, weights)}, predicted_loss=float(predicted[0]),
                   n_samples=int(len(kept)), top_k=args.top_k, target=target, target_weights=tw, regressor=name,
                   constraints={src: {d: float(x) for d, x in zip(names, c)} for src, c in limits.items()},
@@ -397,15 +396,16 @@ def stage_simulate(args, domains=None):
     return result
 
 
-def bootstrap(args, fit, name, X, y, cand, weights, max_candidates=100_000):
-    """How stable the chosen mixture is: refit the regressor on --bootstrap resamples of the runs
-    and search again (the same candidates, at most 100,000); the spread of each weight and of the
-    predicted loss. With few runs it is large: the mixture is then a guess, and the README says so."""
+def bootstrap(args, fit, name, X, y, kept, simulated, max_candidates=100_000):
+    """How stable the simulated mixture is: refit the regressor on --bootstrap resamples of the runs
+    and search again (the first 100,000 candidates within the constraints, the same top fraction);
+    the spread of each weight and of the predicted loss. With few runs it is large: the mixture is
+    then a guess, and the README says so."""
     if not args.bootstrap:
         return None
     rng = np.random.default_rng(args.seed)
-    cand = cand[:max_candidates]
-    k = max(1, round(args.top_k * len(cand) / max(len(cand), args.samples)))  # the same top fraction
+    cand = kept[:max_candidates]
+    k = max(1, round(args.top_k * len(cand) / len(kept)))
     ws, losses = [], []
     for _ in range(args.bootstrap):
         idx = rng.integers(0, len(y), len(y))
@@ -418,7 +418,7 @@ def bootstrap(args, fit, name, X, y, cand, weights, max_candidates=100_000):
                 weights_std={d: float(s) for d, s in zip(fit["domains"], ws.std(0))},
                 weights_mean={d: float(s) for d, s in zip(fit["domains"], ws.mean(0))},
                 predicted_loss_std=float(np.std(losses)),
-                mean_abs_change=float(np.abs(ws - weights).sum(1).mean() / 2))  # total variation to the chosen
+                mean_abs_change=float(np.abs(ws - simulated).sum(1).mean() / 2))  # total variation to it
 
 
 # -----------------------------------------------------------------------------

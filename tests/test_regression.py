@@ -88,6 +88,8 @@ def test_simulate_finds_the_papers_mixture(paper_fit):
         assert w[d] <= min(top[j], 15 * prior[d] / sum(prior.values())) + 1e-9
         assert mix["constraints"]["proxy range"][d] == pytest.approx(top[j])
     conf = mix["confidence"]
+    assert conf["candidates"] == 100_000  # the first 100,000 within the constraints, and the search's top fraction
+    assert conf["top_k"] == round(100 * conf["candidates"] / mix["n_samples"])
     assert conf["bootstrap"] == 3 and all(0 <= s < 0.2 for s in conf["weights_std"].values())
     assert 0 <= conf["mean_abs_change"] < 0.5
     b = mix["baselines"]
