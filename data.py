@@ -26,7 +26,9 @@ import os
 from dataclasses import dataclass
 
 import numpy as np
-import torch
+
+# torch is imported only where batches become tensors (Batches, val_windows): prepare, fit and
+# simulate never need it, and importing it takes ~2.5 s.
 
 MAGIC = 0x584D4752  # "RGMX"
 VERSION = 2
@@ -43,6 +45,24 @@ class DataError(Exception):
 
 # -----------------------------------------------------------------------------
 # small file helpers shared by prepare.py and regmix.py
+
+def make_dir(path, flag):
+    """os.makedirs, with one clear line where the folder cannot be made or written to (a file in
+    the way, no permission, a read-only disk), before any work is done."""
+    try:
+        os.makedirs(path, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):
+        raise DataError(f"{flag} {path}: a file is in the way (a folder is needed there); choose another {flag}") from None
+    except OSError as e:
+        raise DataError(f"{flag} {path}: cannot create this folder ({e.strerror}); choose another {flag}") from None
+    if not os.access(path, os.W_OK | os.X_OK):
+        raise DataError(f"{flag} {path}: cannot write in this folder; choose another {flag}")
+
+
+def usable_cores():
+    """The cores this process may run on (a job scheduler's share, not the machine's)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+
 
 def atomic_write_text(path, text):
     """Write `text` to `path` so that a reader sees the old file or the new one, never half of one."""
@@ -191,18 +211,19 @@ def check_block_size(domains, block_size):
                                 f"{block_size + 1}; lower --block-size or prepare more data for it")
 
 
-def mixture_vector(weights, trainable, names=()):
-    """Check a {domain: weight} mixture against the trainable domains; return it normalised, in their order."""
+def mixture_vector(weights, trainable, names=(), source="the mixture"):
+    """Check a {domain: weight} mixture against the trainable domains; return it normalised, in
+    their order. Errors name `source` (a file or a flag)."""
     unknown = sorted(set(weights) - set(trainable))
     if unknown:
         why = "is eval-only and cannot be trained on" if unknown[0] in names else "is not among the domains"
-        raise DataError(f"mixture domain '{unknown[0]}' {why}; trainable domains: {', '.join(trainable)}")
+        raise DataError(f"{source}: domain '{unknown[0]}' {why}; trainable domains: {', '.join(trainable)}")
     w = np.array([float(weights.get(d, 0.0)) for d in trainable])
     for d, x in zip(trainable, w):
         if not np.isfinite(x) or x < 0:
-            raise DataError(f"mixture weight of '{d}' is {x}; weights must be finite and >= 0")
+            raise DataError(f"{source}: the weight of '{d}' is {x}; weights must be finite and >= 0")
     if w.sum() <= 0:
-        raise DataError("mixture weights are all zero; give at least one domain a positive weight")
+        raise DataError(f"{source}: the weights are all zero; give at least one domain a positive weight")
     return w / w.sum()
 
 
@@ -239,6 +260,7 @@ class Batches:
             if w > 0 and len(a) < block_size + 1:
                 raise DataError(f"domain '{d}' has {len(a)} training tokens, fewer than one sequence of "
                                 f"{block_size + 1}; lower --block-size or give it weight 0")
+        import torch
         self.batch_size, self.block_size, self.device = batch_size, block_size, torch.device(device)
         self.rng = np.random.default_rng(seed)
 
@@ -250,6 +272,7 @@ class Batches:
         return doms, offs
 
     def next(self):
+        import torch
         doms, offs = self.draw()
         T = self.block_size
         buf = np.empty((self.batch_size, T + 1), dtype=np.int64)
@@ -279,6 +302,7 @@ def val_windows(tokens, n_seqs, block_size, name="?"):
     if len(tokens) < T:
         raise DataError(f"domain '{name}' has {len(tokens)} validation tokens, fewer than one sequence of "
                         f"{T}; lower --block-size or prepare more data for it")
+    import torch
     n = min(n_seqs, len(tokens) // T)
     starts = np.linspace(0, len(tokens) - T, n).astype(np.int64) if n > 1 else np.zeros(1, dtype=np.int64)
     return torch.from_numpy(np.stack([np.asarray(tokens[s:s + T], dtype=np.int64) for s in starts]))

@@ -167,9 +167,10 @@ class GPT(nn.Module):
         c = self.cfg
         return 6 * (self.num_params() + self.lm_head.weight.numel()) + 12 * c.n_layer * c.n_embd * c.block_size
 
-    def estimate_mfu(self, tokens_per_sec, device):
-        """Model FLOPs utilisation against the device's dense bf16 peak; None where unknown (CPU)."""
-        peak = device_peak_flops(device)
+    def estimate_mfu(self, tokens_per_sec, device, peak=None):
+        """Model FLOPs utilisation of one device processing tokens_per_sec, against `peak` FLOP/s
+        or else the device's dense bf16 peak; None where unknown (CPU)."""
+        peak = peak or device_peak_flops(device)
         return None if peak is None else self.flops_per_token() * tokens_per_sec / peak
 
     # -- checkpoints ---------------------------------------------------------------------

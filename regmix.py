@@ -32,43 +32,37 @@ from dataclasses import asdict
 os.environ.setdefault("OMP_WAIT_POLICY", "passive")
 
 import numpy as np  # noqa: E402
-import torch  # noqa: E402
-import torch.distributed as dist  # noqa: E402
-from tqdm import tqdm  # noqa: E402
 
-import export  # noqa: E402
 import regression  # noqa: E402
 import regressors  # noqa: E402
-from data import (DataError, atomic_write_json, atomic_write_text, check_block_size, mixture_vector,  # noqa: E402
-                  open_domains, read_csv, read_mixture, write_csv)
-from model import PRESETS  # noqa: E402
-from train import (RECIPES, TINY_RECIPES, build_model, hparams, init_distributed, pick_device, print0,  # noqa: E402
-                   train_run, use_compile)
+from data import (DataError, atomic_write_json, atomic_write_text, check_block_size, make_dir, mixture_vector,  # noqa: E402
+                  open_domains, read_csv, read_mixture, usable_cores, write_csv)
+
+# torch is imported inside the stages that train (proxy, train, compare, export, eval): mixtures,
+# fit and simulate never need it, and importing it takes ~2.5 s, longer than a whole fit.
+MODELS = ("tiny", "1m", "60m", "1b")  # model.PRESETS (a test checks they agree)
+N_MIXTURES = {"paper": 512, "tiny": 64}  # the paper's sweep; tiny: sized for the demo on 2 CPU cores
 
 # -----------------------------------------------------------------------------
 # mixtures
 
 def sample_mixtures(prior, n, seed=42, temperature=0.5, min_strength=0.1, max_strength=5.0,
-                    max_usage=15.0, minimum=2e-4, multiplier=100):
+                    minimum=2e-4, multiplier=100):
     """The official sampler (sail-sg/regmix synthesize_mixture.py), vectorised.
 
     Candidates are Dirichlet draws around the tempered prior, each at a concentration picked at
     random from 15 log-spaced strengths (small: spiky mixtures; large: close to the prior).
-    A candidate is rejected if it would use a domain more than `max_usage` times as much as the
-    natural prior does (the bound uses the untempered prior): a small domain would repeat too
-    often in the target run. Weights below `minimum` become 0, the rest is rounded to multiples
-    of `minimum`; duplicates are dropped and n are kept."""
+    A candidate is rejected if it would use a domain more than 15 times as much as the natural
+    prior does (regression.availability, on the untempered prior): a small domain would repeat
+    too often in the target run. Weights below `minimum` become 0, the rest is rounded to
+    multiples of `minimum`; duplicates are dropped and n are kept."""
     rng = np.random.default_rng(seed)
     prior = np.asarray(prior, dtype=np.float64) / np.sum(prior)
-    bound = np.minimum(prior * max_usage, 1.0)
     tempered = prior ** temperature
     tempered /= tempered.sum()
     strengths = np.logspace(np.log10(min_strength), np.log10(max_strength), 15)
-    alpha = tempered[None, :] * rng.choice(strengths, size=n * multiplier)[:, None]
-    g = rng.standard_gamma(alpha)  # a Dirichlet draw is a row of gammas, normalised
-    g = g[g.sum(1) > 0]            # tiny alphas can underflow to all zeros
-    w = g / g.sum(1, keepdims=True)
-    w = w[(w <= bound).all(1)]
+    w = regression.dirichlet(tempered[None, :] * rng.choice(strengths, size=n * multiplier)[:, None], rng)
+    w = w[(w <= regression.availability(prior)).all(1)]
     w = np.where(w < minimum, 0.0, w)
     w = np.round(w / w.sum(1, keepdims=True) / minimum) * minimum
     w = np.unique(w / w.sum(1, keepdims=True), axis=0)
@@ -122,7 +116,7 @@ def check_mixtures(path, domains):
 
 def stage_mixtures(args, domains):
     """Write out/mixtures.csv, or check that the one already there is the one these settings make."""
-    n = args.n_mixtures or (TINY_RECIPES if args.model == "tiny" else RECIPES)["proxy"]["n_mixtures"]
+    n = args.n_mixtures or N_MIXTURES["tiny" if args.model == "tiny" else "paper"]
     w = sample_mixtures(domains.prior, n, seed=args.seed)
     cols = ["run"] + [f"weight.{d}" for d in domains.trainable]
     rows = [{"run": i, **{c: f"{x:.6g}" for c, x in zip(cols[1:], wi)}} for i, wi in enumerate(w)]
@@ -133,7 +127,7 @@ def stage_mixtures(args, domains):
                             "delete it or use another --out")
     else:
         write_csv(path, rows, cols)
-    print0(f"{n} mixtures over {len(domains.trainable)} domains -> {path}")
+    print(f"{n} mixtures over {len(domains.trainable)} domains -> {path}")  # rank 0 only
     return rows
 
 
@@ -175,6 +169,11 @@ def check_results_schema(path, domains):
 
 
 def stage_proxy(args, domains):
+    import torch
+    import torch.distributed as dist
+    from tqdm import tqdm
+
+    from train import RunOptions, build_model, hparams, pick_device, print0, tracker, train_run, use_compile
     h = hparams(args, "proxy")
     check_block_size(domains, h.block_size)
     ddp = "WORLD_SIZE" in os.environ and int(os.environ["WORLD_SIZE"]) > 1
@@ -182,7 +181,7 @@ def stage_proxy(args, domains):
         dist.init_process_group("gloo")  # proxies are independent; the group only waits at the end
     rank, world = (dist.get_rank(), dist.get_world_size()) if ddp else (0, 1)
     device = pick_device(args.device)
-    os.makedirs(os.path.join(args.out, "runs"), exist_ok=True)
+    make_dir(os.path.join(args.out, "runs"), "--out")
     check_results_schema(os.path.join(args.out, "results.csv"), domains)
     path = os.path.join(args.out, "mixtures.csv")
     if rank == 0 and not os.path.exists(path):  # an existing file is trained as written, whoever wrote it
@@ -210,11 +209,12 @@ def stage_proxy(args, domains):
     tw = tw or {domains.names[0]: 1.0}
     label = f"rank {rank}" if ddp else f"shard {index}/{count}" if count > 1 else "proxy"
     bar = tqdm(mine, desc=f"proxies ({label})", unit="run", disable=rank != 0 or count > 1)
-    track = tracker(args, f"proxies-{label.replace(' ', '-').replace('/', '-of-')}", asdict(h), rank_zero_only=False)
+    track = tracker(args.wandb, args.out, f"proxies-{label.replace(' ', '-').replace('/', '-of-')}", asdict(h),
+                    rank_zero_only=False)
     models = build_model(h, domains, device, use_compile(args, device))
     for m in bar:
         weights = {d: float(m[f"weight.{d}"]) for d in domains.trainable}
-        r = train_run(h, domains, weights, device, models)
+        r = train_run(h, domains, weights, device, models, RunOptions(log_every=h.steps))  # the loss is read once, at the end
         row = {"run": int(m["run"]), **{f"weight.{d}": m[f"weight.{d}"] for d in domains.trainable},
                **{f"loss.{d}": f"{v:.6f}" for d, v in r["losses"].items()},
                "seed": h.seed, "tokens": r["tokens"], "seconds": f"{r['seconds']:.1f}", "failed": r["failed"]}
@@ -228,29 +228,14 @@ def stage_proxy(args, domains):
         tps = r["tokens"] / r["seconds"]
         bar.set_postfix_str(f"last {msg}, {tps:,.0f} tok/s")
         tqdm.write(f"[{label}] {msg} in {r['seconds']:.1f}s, {tps:,.0f} tok/s")
-        if track:
-            track.log({"run": int(m["run"]), "tokens_per_s": tps, **{f"val/{d}": v for d, v in r["losses"].items()}})
-    if track:
-        track.finish()
+        track.log({"run": int(m["run"]), "tokens_per_s": tps, **{f"val/{d}": v for d, v in r["losses"].items()}})
+    track.finish()
     if ddp:
         dist.barrier()
     rows = collect(args.out, domains)
     print0(f"{len(rows)} proxy results -> {os.path.join(args.out, 'results.csv')}")
     if ddp:
         dist.destroy_process_group()
-
-
-def tracker(args, name, config, rank_zero_only=True):
-    """--wandb PROJECT: a Weights & Biases run, imported only then (WANDB_MODE=offline needs no
-    network). Training logs from rank 0 only; every sweep process logs its own proxies. The CSV and
-    JSON files stay the source of truth."""
-    if not args.wandb or (rank_zero_only and int(os.environ.get("RANK", 0)) != 0):
-        return None
-    try:
-        import wandb
-    except ImportError:
-        raise DataError("--wandb needs the wandb package: pip install wandb") from None
-    return wandb.init(project=args.wandb, name=name, group=os.path.abspath(args.out), config=config, reinit="create_new")
 
 
 def shard(args):
@@ -271,9 +256,10 @@ def cpu_layout(args, device, ddp):
     per core: faster than one process with a thread per core, and it does not collapse beside
     other work, where OpenMP threads wait for each other (README, bench/proxy_layouts.py). A
     user's OMP_NUM_THREADS sets the threads per process; --workers the processes."""
+    import torch
     if device.type != "cpu" or ddp:
         return 1, torch.get_num_threads()
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    cores = usable_cores()
     threads = int(os.environ.get("OMP_NUM_THREADS") or 0)
     workers = args.workers or max(1, cores // (threads or 1))
     return workers, threads or (1 if workers > 1 else torch.get_num_threads())
@@ -314,6 +300,10 @@ def run_file(out, run, ext=".json"):
 # train: the target model on one mixture, data-parallel under torchrun, checkpointed
 
 def stage_train(args, domains, weights=None, name=None):
+    import torch
+    import torch.distributed as dist
+
+    from train import RunOptions, build_model, hparams, init_distributed, pick_device, print0, tracker, train_run, use_compile
     h = hparams(args, "train")
     check_block_size(domains, h.block_size)
     ddp = "WORLD_SIZE" in os.environ and int(os.environ["WORLD_SIZE"]) > 1
@@ -322,37 +312,34 @@ def stage_train(args, domains, weights=None, name=None):
         init_distributed(device)
     if device.type == "cuda":
         torch.cuda.set_device(device)
-    weights = weights or read_mixture(args.mixture or os.path.join(args.out, "mixture.json"))
-    mixture_vector(weights, domains.trainable, domains.names)  # a clear error now, not after the model is built
+    source = "the mixture" if weights else args.mixture or os.path.join(args.out, "mixture.json")
+    weights = weights or read_mixture(source)
+    p = mixture_vector(weights, domains.trainable, domains.names, source)  # a clear error now, not after the model is built
     run_dir = os.path.join(args.out, name or args.name)
-    os.makedirs(run_dir, exist_ok=True)
+    make_dir(run_dir, "--out")
     ckpt = os.path.join(run_dir, "ckpt.pt")
     if not args.resume and os.path.exists(ckpt):
         raise DataError(f"{ckpt} exists: pass --resume to continue it, or choose another --name")
     log_path = os.path.join(run_dir, "log.csv")
-    if not args.resume or not os.path.exists(log_path):
+    if (not args.resume or not os.path.exists(log_path)) and int(os.environ.get("RANK", 0)) == 0:
         atomic_write_text(log_path, "step,loss,lr,tokens_per_s,mfu\n")
     print0(f"training {h.model} on {run_dir}: {h.steps} steps x {h.batch_size} x {h.block_size} tokens, "
-           f"mixture " + ", ".join(f"{d} {w:.3f}" for d, w in zip(domains.trainable, mixture_vector(weights, domains.trainable))))
-
-    track = tracker(args, f"{os.path.basename(run_dir)}", dict(asdict(h), mixture=weights, data=args.data))
+           f"mixture " + ", ".join(f"{d} {w:.3f}" for d, w in zip(domains.trainable, p)))
+    track = tracker(args.wandb, args.out, os.path.basename(run_dir), dict(asdict(h), mixture=weights, data=args.data))
 
     def progress(step, loss, lr, tps, mfu):
-        if step % args.log_every == 0 or step == h.steps:
-            print0(f"step {step}/{h.steps}: loss {loss:.4f}, {tps:,.0f} tok/s" + (f", MFU {mfu:.1%}" if mfu else ""))
-        if track:
-            track.log(dict(loss=loss, lr=lr, tokens_per_s=tps, **({"mfu": mfu} if mfu else {})), step=step)
+        print0(f"step {step}/{h.steps}: loss {loss:.4f}, {tps:,.0f} tok/s" + (f", MFU {mfu:.1%}" if mfu else ""))
+        track.log(dict(loss=loss, lr=lr, tokens_per_s=tps, **({"mfu": mfu} if mfu else {})), step=step)
 
-    models = build_model(h, domains, device, use_compile(args, device))
-    r = train_run(h, domains, weights, device, models, ckpt_path=ckpt,
-                  resume=args.resume, ckpt_every=args.ckpt_every, eval_every=args.eval_every,
-                  log_path=log_path, ddp=ddp, progress=progress)
+    opts = RunOptions(ckpt_path=ckpt, log_path=log_path, resume=args.resume, ckpt_every=args.ckpt_every,
+                      eval_every=args.eval_every, log_every=args.log_every, peak_flops=args.peak_flops)
+    r = train_run(h, domains, weights, device, build_model(h, domains, device, use_compile(args, device)), opts,
+                  ddp=ddp, progress=progress)
     if int(os.environ.get("RANK", 0)) == 0:
         atomic_write_json(os.path.join(run_dir, "eval.json"), dict(weights=weights, hparams=asdict(h), **r))
         print0("final validation loss: " + ", ".join(f"{d} {v:.4f}" for d, v in r["losses"].items()))
-    if track:
-        track.summary.update({f"val/{d}": v for d, v in r["losses"].items()})
-        track.finish()
+    track.summary.update({f"val/{d}": v for d, v in r["losses"].items()})
+    track.finish()
     if ddp:
         dist.destroy_process_group()
     return r
@@ -417,6 +404,9 @@ def stage_compare(args, domains):
 def stage_export(args, domains):
     """export: a checkpoint -> a Hugging Face folder; eval: that folder (exported first if needed)
     -> lm-evaluation-harness scores in eval_downstream.json beside the run."""
+    import export
+    from train import pick_device
+    tasks = args.tasks or export.PAPER_TASKS
     ckpt = args.ckpt or os.path.join(args.out, args.name, "ckpt.pt")
     hf = args.hf_out or os.path.join(os.path.dirname(ckpt), "hf" if not args.ckpt else
                                      os.path.basename(ckpt).rsplit(".", 1)[0] + "_hf")
@@ -424,10 +414,10 @@ def stage_export(args, domains):
         export.export(ckpt, domains.meta, args.data, hf)
         print(f"exported {ckpt} -> {hf} (transformers: AutoModelForCausalLM.from_pretrained('{hf}'))")
     if args.stage == "eval":
-        scores = export.evaluate_downstream(hf, args.tasks, args.num_fewshot, args.eval_batch_size,
+        scores = export.evaluate_downstream(hf, tasks, args.num_fewshot, args.eval_batch_size,
                                             pick_device(args.device), args.eval_limit, args.include_path)
         path = os.path.join(os.path.dirname(os.path.abspath(hf)), "eval_downstream.json")
-        atomic_write_json(path, dict(model=hf, tasks=args.tasks, num_fewshot=args.num_fewshot, limit=args.eval_limit,
+        atomic_write_json(path, dict(model=hf, tasks=tasks, num_fewshot=args.num_fewshot, limit=args.eval_limit,
                                      scores=scores))
         for task, by_shots in scores.items():
             print(f"{task:<20} " + ", ".join(f"{k} {v:.4f}" for k, v in by_shots["mean"].items()))
@@ -438,85 +428,102 @@ def stage_export(args, domains):
 
 def get_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--stage", required=True,
+    g = p.add_argument_group("every stage")
+    g.add_argument("--stage", required=True,
                    choices=["mixtures", "proxy", "collect", "fit", "simulate", "train", "all", "compare", "export", "eval"],
                    help="what to run (see above)")
-    p.add_argument("--data", default="data/default", help="a folder made by prepare.py")
-    p.add_argument("--out", default="out", help="where every artefact goes (plain CSV / JSON / PNG files)")
-    p.add_argument("--model", default="1m", choices=list(PRESETS), help="model size; tiny also picks CPU-sized recipes")
-    p.add_argument("--seed", type=int, default=42, help="seed of the mixtures, of each run's init and of its batches")
-    p.add_argument("--n-mixtures", type=int, default=None, help="number of proxy mixtures (paper: 512; tiny: 40)")
-    p.add_argument("--steps", type=int, default=None, help="optimizer steps (proxy: 1000, train: 25000; tiny: 40, 300)")
-    p.add_argument("--batch-size", type=int, default=None, help="sequences per optimizer step, all ranks together (512)")
-    p.add_argument("--micro-batch-size", type=int, default=None, help="sequences per forward pass and rank (16)")
-    p.add_argument("--block-size", type=int, default=None, help="tokens per sequence (2048)")
-    p.add_argument("--warmup", type=int, default=None, help="linear warmup steps (proxy: 100, train: 1000)")
-    p.add_argument("--lr", type=float, default=None, help="peak learning rate (4e-4)")
-    p.add_argument("--min-lr", type=float, default=None, help="final learning rate of the cosine (proxy: = lr, constant; train: 1e-5)")
-    p.add_argument("--weight-decay", type=float, default=0.1, help="AdamW weight decay")
-    p.add_argument("--grad-clip", type=float, default=1.0, help="gradient norm clipping")
-    p.add_argument("--eval-seqs", type=int, default=None, help="fixed validation sequences per domain (64)")
-    p.add_argument("--device", default="auto", help="cpu, cuda, cuda:N; auto = cuda:(LOCAL_RANK %% GPUs) if present")
-    p.add_argument("--workers", type=int, default=None,
-                   help="proxy on CPU: processes that split the sweep (default: one per core, each single-threaded; "
-                        "with OMP_NUM_THREADS=T, cores / T)")
-    p.add_argument("--shard", default=None, metavar="I/N",
-                   help="proxy: train only the runs r with r mod N == I, e.g. one task of a job array (default: "
-                        "SLURM_ARRAY_TASK_ID/SLURM_ARRAY_TASK_COUNT when set, else all runs)")
-    p.add_argument("--dtype", default="auto", choices=["auto", "bfloat16", "float32"],
+    g.add_argument("--data", default="data/default", help="a folder made by prepare.py")
+    g.add_argument("--out", default="out", help="where every artefact goes (plain CSV / JSON / PNG files)")
+    g.add_argument("--model", default="1m", choices=MODELS,
+                   help="model size of proxy and train; tiny also picks CPU-sized recipes and --n-mixtures")
+    g.add_argument("--seed", type=int, default=42, help="seed of the mixtures, of each run's init and batches, of simulate")
+    g.add_argument("--target", default=None, help="proxy (its printed loss), fit: the validation loss to minimise: a "
+                   "domain, several (a,b: their mean), weighted (a=0.7,b=0.3), or all (the mean over every domain) "
+                   "(default: pile_cc if present, else the single eval-only domain)")
+    g.add_argument("--device", default="auto", help="proxy/train/eval: cpu, cuda, cuda:N; auto = cuda:(LOCAL_RANK %% GPUs) if present")
+
+    g = p.add_argument_group("mixtures")
+    g.add_argument("--n-mixtures", type=int, default=None, help="number of proxy mixtures (paper: 512; tiny: 64)")
+
+    g = p.add_argument_group("training (proxy and train; each default: proxy's, train's)")
+    g.add_argument("--steps", type=int, default=None, help="optimizer steps per run (1000, 25000; tiny: 20, 300)")
+    g.add_argument("--batch-size", type=int, default=None, help="sequences per optimizer step, all ranks together (512)")
+    g.add_argument("--micro-batch-size", type=int, default=None, help="sequences per forward pass and rank (16)")
+    g.add_argument("--block-size", type=int, default=None, help="tokens per sequence (2048)")
+    g.add_argument("--warmup", type=int, default=None, help="linear warmup steps (100, 1000)")
+    g.add_argument("--lr", type=float, default=None, help="peak learning rate (4e-4)")
+    g.add_argument("--min-lr", type=float, default=None, help="final learning rate of the cosine (= lr, constant; 1e-5)")
+    g.add_argument("--weight-decay", type=float, default=0.1, help="AdamW weight decay")
+    g.add_argument("--grad-clip", type=float, default=1.0, help="gradient norm clipping")
+    g.add_argument("--eval-seqs", type=int, default=None, help="fixed validation sequences per domain (64)")
+    g.add_argument("--dtype", default="auto", choices=["auto", "bfloat16", "float32"],
                    help="autocast dtype (auto: bfloat16 on CUDA, as the paper; float32 on CPU, where bf16 is no faster)")
-    p.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None,
+    g.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None,
                    help="torch.compile the model (default: on for CUDA, off for CPU)")
-    p.add_argument("--target", default=None, help="the validation loss to minimise: a domain, several (a,b: their "
-                   "mean), weighted (a=0.7,b=0.3), or all (the mean over every domain) (default: pile_cc if present, "
-                   "else the single eval-only domain)")
-    # train
-    p.add_argument("--mixture", default=None, help="train: a JSON of domain -> weight, or simulate's mixture.json (default: OUT/mixture.json)")
-    p.add_argument("--name", default="target", help="train: run folder under --out (checkpoint, log, eval)")
-    p.add_argument("--ckpt-every", type=int, default=1000, help="train: checkpoint every N steps (and at the end)")
-    p.add_argument("--resume", action="store_true", help="train: continue from OUT/NAME/ckpt.pt")
-    p.add_argument("--eval-every", type=int, default=0, help="train: per-domain validation loss every N steps (0: only at the end)")
-    p.add_argument("--log-every", type=int, default=10, help="train: print every N steps")
-    p.add_argument("--wandb", default=None, metavar="PROJECT",
-                   help="proxy/train: also log to Weights & Biases (steps: loss, lr, tokens/s, MFU; proxies: final "
-                        "losses); WANDB_MODE=offline works without network")
-    p.add_argument("--proxy-ckpt", action="store_true", help="proxy: also save each proxy's weights (OUT/runs/run_NNNNN.pt)")
-    # export and eval
-    p.add_argument("--ckpt", default=None, help="export: the checkpoint (default: OUT/NAME/ckpt.pt; a proxy's: OUT/runs/run_NNNNN.pt)")
-    p.add_argument("--hf-out", default=None, help="export/eval: the Hugging Face folder (default: hf/ beside the checkpoint)")
-    p.add_argument("--tasks", nargs="+", default=export.PAPER_TASKS, help="eval: lm-evaluation-harness tasks (default: the paper's 13)")
-    p.add_argument("--num-fewshot", nargs="+", type=int, default=[0, 1, 2, 3, 4, 5],
-                   help="eval: shots; each task runs at each and is also averaged over them (default: 0-5, as the paper)")
-    p.add_argument("--eval-limit", type=int, default=None, help="eval: at most N examples per task (a quick check)")
-    p.add_argument("--eval-batch-size", type=int, default=16, help="eval: lm-eval's batch size")
-    p.add_argument("--include-path", default=None, help="eval: a folder of your own lm-eval task YAML files")
-    # fit and simulate
-    p.add_argument("--results", default=None, help="fit: results table (default: OUT/results.csv)")
-    p.add_argument("--test", default=None, help="fit: a held-out results table; without it, 5-fold cross-validation")
-    p.add_argument("--regressor", default="auto", choices=["auto", *regressors.NAMES],
-                   help="fit: the regressor to fit and choose (auto: fit all, choose by cross-validated Spearman, "
+    g.add_argument("--wandb", default=None, metavar="PROJECT",
+                   help="also log to Weights & Biases (train: loss, lr, tokens/s, MFU at each log step; proxies: "
+                        "final losses); WANDB_MODE=offline works without network")
+
+    g = p.add_argument_group("proxy")
+    g.add_argument("--workers", type=int, default=None,
+                   help="on CPU: processes that split the sweep (default: one per core, each single-threaded; "
+                        "with OMP_NUM_THREADS=T, cores / T)")
+    g.add_argument("--shard", default=None, metavar="I/N",
+                   help="train only the runs r with r mod N == I, e.g. one task of a job array (default: "
+                        "SLURM_ARRAY_TASK_ID/SLURM_ARRAY_TASK_COUNT when both are set, else all runs)")
+    g.add_argument("--proxy-ckpt", action="store_true", help="also save each proxy's weights (OUT/runs/run_NNNNN.pt)")
+
+    g = p.add_argument_group("train (and compare)")
+    g.add_argument("--mixture", default=None, help="a JSON of domain -> weight, or simulate's mixture.json (default: OUT/mixture.json)")
+    g.add_argument("--name", default="target", help="run folder under --out (checkpoint, log, eval)")
+    g.add_argument("--ckpt-every", type=int, default=1000, help="checkpoint every N steps (and at the end)")
+    g.add_argument("--resume", action="store_true", help="continue from OUT/NAME/ckpt.pt")
+    g.add_argument("--eval-every", type=int, default=0, help="per-domain validation loss every N steps (0: only at the end)")
+    g.add_argument("--log-every", type=int, default=10,
+                   help="print and log every N steps (the loss leaves the device only then)")
+    g.add_argument("--peak-flops", type=float, default=None,
+                   help="the device's peak FLOP/s for MFU (default: the bf16 data-sheet peak of A100, H100, H200; "
+                        "other devices log no MFU without it)")
+
+    g = p.add_argument_group("fit")
+    g.add_argument("--results", default=None, help="results table (default: OUT/results.csv)")
+    g.add_argument("--test", default=None, help="a held-out results table; without it, 5-fold cross-validation")
+    g.add_argument("--regressor", default="auto", choices=["auto", *regressors.NAMES],
+                   help="the regressor to fit and choose (auto: fit all, choose by cross-validated Spearman, "
                         "see README); simulate: the one to search (auto: the one fit chose)")
-    p.add_argument("--min-data-in-leaf", type=int, default=None,
-                   help="fit: LightGBM's min_data_in_leaf (default: the paper's 20 from 120 runs on, 5 below, "
+    g.add_argument("--min-data-in-leaf", type=int, default=None,
+                   help="LightGBM's min_data_in_leaf (default: the paper's 20 from 120 runs on, 5 below, "
                         "where 20-row leaves leave trees almost no split)")
-    p.add_argument("--samples", type=int, default=1_000_000, help="simulate: random candidate mixtures to score")
-    p.add_argument("--top-k", type=int, default=100, help="simulate: average of the k best candidates")
-    p.add_argument("--prior", default=None, help="simulate: JSON domain -> share (default: the data's meta.json prior)")
-    p.add_argument("--bound", action=argparse.BooleanOptionalAction, default=True,
-                   help="simulate: keep candidates within 15x the prior, as --stage mixtures draws them (default: on)")
-    p.add_argument("--extrapolate", action="store_true",
-                   help="simulate: let weights exceed the largest weight any proxy run had (default: stay within them)")
-    p.add_argument("--target-tokens", type=int, default=None,
-                   help="simulate: tokens of the target run; with --max-epochs, caps each domain at "
+
+    g = p.add_argument_group("simulate")
+    g.add_argument("--samples", type=int, default=1_000_000, help="random candidate mixtures to score")
+    g.add_argument("--top-k", type=int, default=100, help="average of the k best candidates")
+    g.add_argument("--prior", default=None, help="JSON domain -> share (default: the data's meta.json prior)")
+    g.add_argument("--bound", action=argparse.BooleanOptionalAction, default=True,
+                   help="keep candidates within 15x the prior, as --stage mixtures draws them (default: on)")
+    g.add_argument("--extrapolate", action="store_true",
+                   help="let weights exceed the largest weight any proxy run had (default: stay within them)")
+    g.add_argument("--target-tokens", type=int, default=None,
+                   help="tokens of the target run; with --max-epochs, caps each domain at "
                         "max-epochs x its training tokens / target-tokens")
-    p.add_argument("--max-epochs", type=float, default=4.0, help="simulate: how often the target run may repeat a domain")
-    p.add_argument("--optimize", action="store_true",
-                   help="simulate: with a smooth regressor, optimise it on the simplex within the caps, starting "
+    g.add_argument("--max-epochs", type=float, default=4.0, help="how often the target run may repeat a domain")
+    g.add_argument("--optimize", action="store_true",
+                   help="with a smooth regressor, optimise it on the simplex within the caps, starting "
                         "from the simulated mixture (which mixture.json also keeps)")
-    p.add_argument("--bootstrap", type=int, default=10,
-                   help="simulate: refits on resampled runs to measure how stable the mixture is (0: none)")
-    p.add_argument("--compare", action="append", default=[], metavar="NAME=FILE",
-                   help="simulate: also predict this mixture (JSON domain -> weight); repeatable")
+    g.add_argument("--bootstrap", type=int, default=10,
+                   help="refits on resampled runs to measure how stable the mixture is (0: none)")
+    g.add_argument("--compare", action="append", default=[], metavar="NAME=FILE",
+                   help="also predict this mixture (JSON domain -> weight); repeatable")
+
+    g = p.add_argument_group("export and eval")
+    g.add_argument("--ckpt", default=None, help="the checkpoint (default: OUT/NAME/ckpt.pt; a proxy's: OUT/runs/run_NNNNN.pt)")
+    g.add_argument("--hf-out", default=None, help="the Hugging Face folder (default: hf/ beside the checkpoint)")
+    g.add_argument("--tasks", nargs="+", default=None, help="eval: lm-evaluation-harness tasks (default: the paper's 13)")
+    g.add_argument("--num-fewshot", nargs="+", type=int, default=[0, 1, 2, 3, 4, 5],
+                   help="eval: shots; each task runs at each and is also averaged over them (default: 0-5, as the paper)")
+    g.add_argument("--eval-limit", type=int, default=None, help="eval: at most N examples per task (a quick check)")
+    g.add_argument("--eval-batch-size", type=int, default=16, help="eval: lm-eval's batch size")
+    g.add_argument("--include-path", default=None, help="eval: a folder of your own lm-eval task YAML files")
     args = p.parse_args(argv)
     args.argv = list(sys.argv[1:] if argv is None else argv)  # what proxy workers are started with
     return args
@@ -525,7 +532,7 @@ def get_args(argv=None):
 def main(argv=None):
     args = get_args(argv)
     try:
-        os.makedirs(args.out, exist_ok=True)
+        make_dir(args.out, "--out")
         if args.stage in ("fit", "simulate"):  # these also work on results from elsewhere, without data
             domains = open_domains(args.data) if os.path.exists(os.path.join(args.data, "meta.json")) else None
             if args.stage == "fit" and not args.results and domains and os.path.isdir(os.path.join(args.out, "runs")):

@@ -17,11 +17,12 @@ import csv
 import json
 import os
 import sys
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
 import regressors
-from data import DataError, atomic_write_json, mixture_vector, read_mixture, write_csv
+from data import DataError, atomic_write_json, mixture_vector, read_mixture, usable_cores, write_csv
 
 FOLDS = 5
 CLEAR_MARGIN = 0.005   # auto: how much better than the ensemble's CV rho a single regressor must be ...
@@ -156,22 +157,30 @@ def needed(name):
     return list(regressors.ENSEMBLE) if name == "ensemble" else [name]
 
 
-def predictions(singles, X, y, Xt=None, leaf=None, seed=42):
+def predictions(singles, X, y, Xt=None, leaf=None, seed=42, members=regressors.ENSEMBLE):
     """Held-out predictions {name: array} of each regressor and of the ensemble (the mean of its
     members' predictions, when all were fitted): on Xt, or out-of-fold by k-fold CV on (X, y)."""
-    if Xt is not None:
-        pred = {n: regressors.make(n, len(y), leaf).fit(X, y).predict(Xt) for n in singles}
-    else:
-        idx = np.random.default_rng(seed).permutation(len(y))
-        pred = {n: np.empty(len(y)) for n in singles}
-        for k in range(FOLDS):
-            test = idx[k::FOLDS]
-            train = np.setdiff1d(idx, test)
-            for n in singles:
-                pred[n][test] = regressors.make(n, len(train), leaf).fit(X[train], y[train]).predict(X[test])
-    if all(m in pred for m in regressors.ENSEMBLE):
-        pred["ensemble"] = np.mean([pred[m] for m in regressors.ENSEMBLE], axis=0)
+    with regressors.one_blas_thread():
+        if Xt is not None:
+            pred = {n: regressors.fit(n, X, y, leaf).predict(Xt) for n in singles}
+        else:
+            idx = np.random.default_rng(seed).permutation(len(y))
+            pred = {n: np.empty(len(y)) for n in singles}
+            for k in range(FOLDS):
+                test = idx[k::FOLDS]
+                train = np.setdiff1d(idx, test)
+                for n in singles:
+                    pred[n][test] = regressors.fit(n, X[train], y[train], leaf).predict(X[test])
+    if all(m in pred for m in members):
+        pred["ensemble"] = np.mean([pred[m] for m in members], axis=0)
     return pred
+
+
+def ensemble_members(cv, y):
+    """The ensemble's members, less any whose cross-validated R^2 is below 0 (worse than
+    predicting the mean: the mixing law on a dozen runs can reach -1e8), which would drag it down."""
+    kept = [m for m in regressors.ENSEMBLE if metrics(y, cv[m])["r2"] >= 0]
+    return kept or list(regressors.ENSEMBLE)
 
 
 def choose(cv_rho, n_runs):
@@ -226,8 +235,15 @@ def stage_fit(args, domains=None):
         Xt, y_true, _ = test.target(tw)
     singles = needed(args.regressor)
     cv = predictions(singles, X, y, leaf=leaf)
+    members = list(regressors.ENSEMBLE)
+    if "ensemble" in cv:
+        members = ensemble_members(cv, y)
+        for m in set(regressors.ENSEMBLE) - set(members):
+            print(f"ensemble: {m} left out (cross-validated R^2 {metrics(y, cv[m])['r2']:.3g} < 0: worse than "
+                  "predicting the mean loss)")
+        cv["ensemble"] = np.mean([cv[m] for m in members], axis=0)
     if args.test:
-        held = predictions(singles, X, y, Xt, leaf=leaf)
+        held = predictions(singles, X, y, Xt, leaf=leaf, members=members)
         how = f"held-out table {args.test}"
     else:
         y_true, held, how = y, cv, f"{FOLDS}-fold cross-validation"
@@ -238,13 +254,16 @@ def stage_fit(args, domains=None):
     fit = dict(target=spec, target_weights=tw, n_train=len(y), n_test=len(y_true), evaluation=how,
                domains=results.domains, min_data_in_leaf=leaf, regressors=scores, cv_spearman=cv_rho, chosen=chosen,
                results=results.path)
+    if "ensemble" in held:
+        fit["ensemble_members"] = members
     fit.update({n: scores[n] for n in ("lightgbm", "linear") if n in scores})  # the keys fit.json always had
     # refit on every usable run: these are the models simulate searches
-    models = {n: regressors.make(n, len(y), leaf).fit(X, y) for n in singles}
+    with regressors.one_blas_thread():
+        models = {n: regressors.fit(n, X, y, leaf) for n in singles}
     for m in models.values():
         save_regressor(out, m)
     if "ensemble" in held:
-        save_regressor(out, regressors.Ensemble([models[m] for m in regressors.ENSEMBLE]))
+        save_regressor(out, regressors.Ensemble([models[m] for m in members]))
     atomic_write_json(os.path.join(out, "fit.json"), fit)
 
     print(f"fit: loss.{spec} ~ {len(results.domains)} weights, {len(y)} runs; held out: {how} ({len(y_true)} runs)")
@@ -262,44 +281,68 @@ def stage_fit(args, domains=None):
 # -----------------------------------------------------------------------------
 # simulate: search the fitted function, within what the data can supply
 
-def dirichlet(alpha, n, rng):
-    g = rng.standard_gamma(np.broadcast_to(alpha, (n, len(alpha))))
+MAX_USAGE = 15.0  # a domain's weight at most 15x its natural share (the official sampler's bound)
+
+
+def dirichlet(alpha, rng, n=None):
+    """Dirichlet draws, a row each: normalised gammas of `alpha` (one row of alphas per draw, or
+    one alpha for n draws). Rows whose gammas all underflow to 0 (tiny alphas) are dropped."""
+    g = rng.standard_gamma(alpha if n is None else np.broadcast_to(alpha, (n, len(alpha))))
     g = g[g.sum(1) > 0]
     return g / g.sum(1, keepdims=True)
 
 
-def load_prior(args, domains, names):
-    if args.prior:
-        prior = read_mixture(args.prior)  # the same format: a JSON of domain -> share
-    elif domains is not None:
-        prior = domains.meta["prior"]
+def availability(prior):
+    """The most a mixture may use each domain: MAX_USAGE x its share of the data's tokens. More
+    would repeat a small domain too often in the target run (the mixtures stage draws within it)."""
+    return np.minimum(MAX_USAGE * prior, 1.0)
+
+
+def load_prior(path, meta, names):
+    """The prior over `names`: from --prior (a JSON of domain -> share) or else the data's meta.json."""
+    if path:
+        prior = read_mixture(path)  # the same format as a mixture
+        source = f"--prior {path}"
+    elif meta is not None:
+        prior, source = meta["prior"], "the data's meta.json"
     else:
         raise DataError("no prior: pass --prior FILE (JSON domain -> share) or a --data folder with meta.json")
     missing = [d for d in names if d not in prior]
     if missing:
-        raise DataError(f"the prior has no share for '{missing[0]}' (a domain of the fitted results)")
-    p = np.array([float(prior[d]) for d in names])
-    if not np.all(p > 0):
-        raise DataError(f"the prior's share of '{names[int(np.argmin(p))]}' is not positive")
+        raise DataError(f"{source}: no share for '{missing[0]}' (a domain of the fitted results)")
+    try:
+        p = np.array([float(prior[d]) for d in names])
+    except (TypeError, ValueError):
+        raise DataError(f"{source}: every share must be a number") from None
+    if not np.all(p > 0) or not np.all(np.isfinite(p)):
+        raise DataError(f"{source}: the share of '{names[int(np.argmin(np.nan_to_num(p, nan=-1)))]}' is not a "
+                        "positive number")
     return p / p.sum()
 
 
-def caps(args, domains, names, prior, X):
+def caps(prior, X, bound=True, target_tokens=None, max_epochs=4.0, train_tokens=None, extrapolate=False):
     """Per-domain upper bounds on the weight, and where each comes from:
     availability  w <= 15 x prior (--bound, on by default), as the mixtures stage draws them;
     token budget  w <= E x the domain's training tokens / N (--target-tokens N --max-epochs E);
     proxy range   w <= the largest weight any proxy run gave it (unless --extrapolate): a smooth
                   law must not run to a corner it never saw."""
     limits = {}
-    if args.bound:
-        limits["availability (15 x prior)"] = np.minimum(15 * prior, 1.0)
-    if args.target_tokens:
-        if domains is None:
+    if bound:
+        limits[f"availability ({MAX_USAGE:g} x prior)"] = availability(prior)
+    if target_tokens is not None:
+        if target_tokens <= 0:
+            raise DataError(f"--target-tokens {target_tokens}: the target run's tokens must be positive")
+        if not max_epochs > 0:
+            raise DataError(f"--max-epochs {max_epochs:g}: must be positive (how often a domain may repeat)")
+        if train_tokens is None:
             raise DataError("--target-tokens needs the data's meta.json (--data) for each domain's training tokens")
-        tokens = np.array([domains.meta["domains"][d]["train_tokens"] for d in names], dtype=float)
-        limits[f"token budget ({args.max_epochs:g} epochs of {args.target_tokens:,} tokens)"] = \
-            np.minimum(args.max_epochs * tokens / args.target_tokens, 1.0)
-    if not args.extrapolate:
+        cap = np.minimum(max_epochs * train_tokens / target_tokens, 1.0)
+        if cap.sum() < 1:
+            raise DataError(f"--target-tokens {target_tokens:,}: the data holds {int(train_tokens.sum()):,} training "
+                            f"tokens, {max_epochs:g} epochs of which is {max_epochs * train_tokens.sum():,.0f}; "
+                            "lower --target-tokens or raise --max-epochs")
+        limits[f"token budget ({max_epochs:g} epochs of {target_tokens:,} tokens)"] = cap
+    if not extrapolate:
         limits["proxy range"] = X.max(0)
     return limits
 
@@ -309,9 +352,10 @@ def optimize_on_simplex(model, start, cap):
     simulated mixture): the exact optimum of the fitted function rather than the mean of the
     best random candidates."""
     from scipy.optimize import minimize
-    r = minimize(lambda w: float(model.predict(w[None])[0]), start, method="SLSQP",
-                 bounds=[(0.0, float(c)) for c in cap], constraints=[dict(type="eq", fun=lambda w: w.sum() - 1)],
-                 options=dict(maxiter=500, ftol=1e-12))
+    with regressors.one_blas_thread():
+        r = minimize(lambda w: float(model.predict(w[None])[0]), start, method="SLSQP",
+                     bounds=[(0.0, float(c)) for c in cap], constraints=[dict(type="eq", fun=lambda w: w.sum() - 1)],
+                     options=dict(maxiter=500, ftol=1e-12))
     w = np.clip(r.x, 0, cap)
     return w / w.sum()
 
@@ -336,12 +380,13 @@ def stage_simulate(args, domains=None):
     model = load_regressor(out, name)
     results = Results(fit["results"])
     X, y, runs = results.target(tw)
-    prior = load_prior(args, domains, names)
-    rng = np.random.default_rng(args.seed)
-    # candidates as in the authors' notebook: Dirichlet with alpha = the prior
-    cand = dirichlet(prior, args.samples, rng)
-    limits = caps(args, domains, names, prior, X)
+    meta = domains.meta if domains is not None else None
+    prior = load_prior(args.prior, meta, names)
+    train_tokens = None if meta is None else np.array([meta["domains"][d]["train_tokens"] for d in names], dtype=float)
+    limits = caps(prior, X, args.bound, args.target_tokens, args.max_epochs, train_tokens, args.extrapolate)
     cap = np.min(list(limits.values()), axis=0) if limits else np.ones(len(names))
+    # candidates as in the authors' notebook: Dirichlet with alpha = the prior
+    cand = dirichlet(prior, np.random.default_rng(args.seed), args.samples)
     ok = (cand <= cap + 1e-12).all(1)
     if ok.sum() < args.top_k:
         raise DataError(f"only {int(ok.sum())} of {len(cand):,} candidates within the constraints for --top-k "
@@ -359,14 +404,24 @@ def stage_simulate(args, domains=None):
         cname, _, path = item.partition("=")
         if not path:
             raise DataError(f"--compare {item}: expected NAME=FILE.json")
-        compare[cname] = mixture_vector(read_mixture(path), names)
+        compare[cname] = mixture_vector(read_mixture(path), names, source=f"--compare {item}")
     optimized, simulated = None, weights
     if args.optimize:
         weights = optimize_on_simplex(model, simulated, cap)
         optimized = dict(simulated_weights={d: float(w) for d, w in zip(names, simulated)},
                          simulated_predicted_loss=float(model.predict(simulated[None])[0]))
     predicted = model.predict(np.vstack([weights] + list(compare.values())))
-    confidence = bootstrap(args, fit, name, X, y, kept, simulated)
+    confidence = None
+    if args.bootstrap:
+        # the first 100,000 candidates within the constraints, and the same top fraction of them
+        sub = kept[:100_000]
+        k = max(1, round(args.top_k * len(sub) / len(kept)))
+        ws, losses = bootstrap(name, X, y, fit["min_data_in_leaf"], sub, k, args.bootstrap, args.seed)
+        confidence = dict(bootstrap=args.bootstrap, candidates=int(len(sub)), top_k=int(k),
+                          weights_std={d: float(s) for d, s in zip(names, ws.std(0))},
+                          weights_mean={d: float(s) for d, s in zip(names, ws.mean(0))},
+                          predicted_loss_std=float(np.std(losses)),
+                          mean_abs_change=float(np.abs(ws - simulated).sum(1).mean() / 2))  # total variation to it
     result = dict(weights={d: float(w) for d, w in zip(names, weights)}, predicted_loss=float(predicted[0]),
                   n_samples=int(len(kept)), top_k=args.top_k, target=target, target_weights=tw, regressor=name,
                   constraints={src: {d: float(x) for d, x in zip(names, c)} for src, c in limits.items()},
@@ -396,29 +451,17 @@ def stage_simulate(args, domains=None):
     return result
 
 
-def bootstrap(args, fit, name, X, y, kept, simulated, max_candidates=100_000):
-    """How stable the simulated mixture is: refit the regressor on --bootstrap resamples of the runs
-    and search again (the first 100,000 candidates within the constraints, the same top fraction);
-    the spread of each weight and of the predicted loss. With few runs it is large: the mixture is
-    then a guess, and the README says so."""
-    if not args.bootstrap:
-        return None
-    rng = np.random.default_rng(args.seed)
-    cand = kept[:max_candidates]
-    k = max(1, round(args.top_k * len(cand) / len(kept)))
-    ws, losses = [], []
-    for _ in range(args.bootstrap):
-        idx = rng.integers(0, len(y), len(y))
-        model = regressors.make(name, len(y), fit["min_data_in_leaf"]).fit(X[idx], y[idx])
-        w = top_k_mean(model, cand, k)
-        ws.append(w)
-        losses.append(float(model.predict(w[None])[0]))
-    ws = np.array(ws)
-    return dict(bootstrap=args.bootstrap, candidates=int(len(cand)), top_k=int(k),
-                weights_std={d: float(s) for d, s in zip(fit["domains"], ws.std(0))},
-                weights_mean={d: float(s) for d, s in zip(fit["domains"], ws.mean(0))},
-                predicted_loss_std=float(np.std(losses)),
-                mean_abs_change=float(np.abs(ws - simulated).sum(1).mean() / 2))  # total variation to it
+def bootstrap(name, X, y, leaf, cand, k, refits, seed):
+    """How stable the simulated mixture is: the mixtures (mean of the top k of `cand`) and their
+    predicted losses that `refits` refits on resampled runs choose. With few runs they spread
+    widely: the mixture is then a guess, and the README says so. The refits run in threads, one
+    per core (LightGBM and numpy release the GIL); the scoring after them uses every core itself."""
+    rng = np.random.default_rng(seed)
+    samples = [rng.integers(0, len(y), len(y)) for _ in range(refits)]
+    with regressors.one_blas_thread(), ThreadPoolExecutor(max(1, min(usable_cores(), refits))) as pool:
+        models = list(pool.map(lambda idx: regressors.fit(name, X[idx], y[idx], leaf), samples))
+        ws = np.array([top_k_mean(m, cand, k) for m in models])
+    return ws, np.array([m.predict(w[None])[0] for m, w in zip(models, ws)])
 
 
 # -----------------------------------------------------------------------------

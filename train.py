@@ -22,7 +22,7 @@ from model import GPT, config_for
 RECIPES = {
     # the 1M proxies (sail-sg/regmix, mixture_config/synthesize_mixture.py): constant 4e-4 after warmup
     "proxy": dict(steps=1000, batch_size=512, block_size=2048, micro_batch_size=16, warmup=100,
-                  lr=4e-4, min_lr=4e-4, eval_seqs=64, n_mixtures=512),
+                  lr=4e-4, min_lr=4e-4, eval_seqs=64),
     # the 1B target: cosine from 4e-4 to 1e-5, 25,000 steps x 512 x 2048 = 25B tokens
     "train": dict(steps=25000, batch_size=512, block_size=2048, micro_batch_size=16, warmup=1000,
                   lr=4e-4, min_lr=1e-5, eval_seqs=64),
@@ -30,7 +30,7 @@ RECIPES = {
 TINY_RECIPES = {
     # sized so that `--stage all` on the embedded corpus takes minutes on 2 CPU cores (README)
     "proxy": dict(steps=20, batch_size=16, block_size=128, micro_batch_size=16, warmup=5,
-                  lr=2e-3, min_lr=2e-3, eval_seqs=16, n_mixtures=64),
+                  lr=2e-3, min_lr=2e-3, eval_seqs=16),
     "train": dict(steps=300, batch_size=32, block_size=128, micro_batch_size=32, warmup=30,
                   lr=2e-3, min_lr=1e-4, eval_seqs=32),
 }
@@ -136,13 +136,28 @@ def build_model(h, domains, device, compile_model):
     return model, (torch.compile(model) if compile_model else model)
 
 
-def train_run(h, domains, weights, device, models, ckpt_path=None, resume=False,
-              ckpt_every=0, eval_every=0, log_path=None, ddp=False, progress=None):
+@dataclass
+class RunOptions:
+    """What a run does besides training: its checkpoint and log (a target run; proxies keep
+    neither), how often it writes and evaluates, and the device's peak FLOP/s for MFU."""
+    ckpt_path: str = None
+    log_path: str = None
+    resume: bool = False
+    ckpt_every: int = 0
+    eval_every: int = 0
+    log_every: int = 1
+    peak_flops: float = None
+
+
+def train_run(h, domains, weights, device, models, opts=None, ddp=False, progress=None):
     """Train one model on one mixture; return its final per-domain validation losses.
 
     Used for every proxy and for the target. `models` comes from build_model and is
     re-initialised here. With ddp, each rank draws its own batches (seed + rank) and gradients
-    are averaged. Returns a dict with 'losses', 'tokens', 'seconds', 'failed'."""
+    are averaged. The loss leaves the device only at log steps and checkpoints (a sync, as in
+    nanoGPT), averaged over the ranks, so that a non-finite loss stops every rank at the same
+    step. Returns a dict with 'losses', 'tokens', 'seconds', 'failed'."""
+    o = opts or RunOptions()
     rank, world = (dist.get_rank(), dist.get_world_size()) if ddp else (0, 1)
     accum = h.batch_size // (h.micro_batch_size * world)
     if accum < 1 or h.batch_size % (h.micro_batch_size * world):
@@ -155,48 +170,20 @@ def train_run(h, domains, weights, device, models, ckpt_path=None, resume=False,
     opt = make_optimizer(raw, h, device)
     batches = Batches(domains, weights, h.micro_batch_size, h.block_size, seed=h.seed + rank, device=device)
     windows = {d: val_windows(domains.val[d], h.eval_seqs, h.block_size, d) for d in domains.names}
-    step = 0
-    if resume and ckpt_path and os.path.exists(ckpt_path):
-        ck = torch.load(ckpt_path, map_location=device, weights_only=False)
-        if ck["hparams"] != asdict(h) or ck["weights"] != list(map(float, batches.p)):
-            raise DataError(f"{ckpt_path} was trained with other settings or another mixture; "
-                            "use the same flags, or another --name / --out")
-        raw.load_state_dict(ck["model"])
-        opt.load_state_dict(ck["optimizer"])
-        batches.load_state(ck["data_rng"][rank])
-        step = ck["step"]
-        if log_path and rank == 0:  # drop log lines written after the checkpoint
-            with open(log_path) as f:
-                lines = f.readlines()
-            atomic_write_text(log_path, "".join(lines[:1] + [ln for ln in lines[1:] if int(ln.split(",")[0]) <= step]))
-        print0(f"resumed from {ckpt_path} at step {step}")
+    step = resume_from(o, h, raw, opt, batches, device, rank, world) if o.resume else 0
     if ddp:
         model = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
     amp = autocast(device, h)
-    tokens_per_step = h.batch_size * h.block_size
-
-    def save_checkpoint():
-        states = [data_state]
-        if ddp:
-            states = [None] * world
-            dist.all_gather_object(states, data_state)
-        if rank == 0:
-            ck = dict(hparams=asdict(h), weights=list(map(float, batches.p)), step=step,
-                      optimizer=opt.state_dict(), data_rng=states, **raw.checkpoint())
-            tmp = f"{ckpt_path}.tmp{os.getpid()}"
-            torch.save(ck, tmp)
-            os.replace(tmp, ckpt_path)
-
-    log = open(log_path, "a") if log_path and rank == 0 else None
-    t0 = time.time()
-    data_state = batches.state()
+    tokens_per_step = h.batch_size * h.block_size  # all ranks together
+    log = open(o.log_path, "a") if o.log_path and rank == 0 else None
+    t0 = t_log = time.time()
+    logged, failed = step, ""
     x, y = batches.next()
-    while step < h.steps:
-        t_step = time.time()
+    while step < h.steps and not failed:
         lr = get_lr(step, h)
         for g in opt.param_groups:
             g["lr"] = lr
-        total = 0.0
+        total = torch.zeros((), device=device)
         for micro in range(accum):
             sync = contextlib.nullcontext() if not ddp or micro == accum - 1 else model.no_sync()
             with sync, amp:
@@ -210,30 +197,113 @@ def train_run(h, domains, weights, device, models, ckpt_path=None, resume=False,
         opt.step()
         opt.zero_grad(set_to_none=True)
         step += 1
-        total = float(total)
-        if not math.isfinite(total):
+        checkpoint = o.ckpt_path and o.ckpt_every and (step % o.ckpt_every == 0 or step == h.steps)
+        if step % o.log_every == 0 or step == h.steps or checkpoint:
+            loss_now = mean_over_ranks(total, ddp, world)
+            if not math.isfinite(loss_now):
+                failed = f"loss {loss_now} at step {step}"
+                continue  # the loop ends here, on every rank at once
+            tps = (step - logged) * tokens_per_step / (time.time() - t_log)
+            mfu = raw.estimate_mfu(tps / world, device, o.peak_flops)  # one device's share against its peak
             if log:
-                log.close()
-            return dict(losses={d: float("nan") for d in domains.names}, tokens=step * tokens_per_step,
-                        seconds=time.time() - t0, failed=f"loss {total} at step {step}")
-        dt = time.time() - t_step
-        tps = tokens_per_step / dt
-        mfu = raw.estimate_mfu(tps, device)
-        if log:
-            log.write(f"{step},{total:.6f},{lr:.3e},{tps:.0f},{'' if mfu is None else f'{mfu:.4f}'}\n")
-        if progress:
-            progress(step, total, lr, tps, mfu)
-        if ckpt_path and ckpt_every and (step % ckpt_every == 0 or step == h.steps):
-            if log:
+                log.write(f"{step},{loss_now:.6f},{lr:.3e},{tps:.0f},{'' if mfu is None else f'{mfu:.4f}'}\n")
                 log.flush()
-            save_checkpoint()
-        if eval_every and step % eval_every == 0 and step < h.steps:
-            print0(f"step {step}: val " + " ".join(f"{d} {v:.4f}" for d, v in evaluate(raw, windows, h, device, amp).items()))
+            if progress:
+                progress(step, loss_now, lr, tps, mfu)
+            if checkpoint:
+                save_checkpoint(o.ckpt_path, h, raw, opt, batches.p, step, data_state, ddp)
+            if o.eval_every and step % o.eval_every == 0 and step < h.steps:
+                print0(f"step {step}: val " + " ".join(f"{d} {v:.4f}" for d, v in evaluate(raw, windows, h, device, amp).items()))
+            t_log, logged = time.time(), step  # the next interval's speed excludes checkpoints and evaluation
     if log:
         log.close()
-    losses = evaluate(raw, windows, h, device, amp)
-    failed = "" if all(math.isfinite(v) for v in losses.values()) else "non-finite validation loss"
+    losses = {d: float("nan") for d in domains.names} if failed else evaluate(raw, windows, h, device, amp)
+    if not failed and not all(math.isfinite(v) for v in losses.values()):
+        failed = "non-finite validation loss"
     return dict(losses=losses, tokens=step * tokens_per_step, seconds=time.time() - t0, failed=failed)
+
+
+def mean_over_ranks(total, ddp, world):
+    """The step's loss as a number: one device sync, the mean over the ranks (a NaN on any rank
+    is a NaN on every rank, so all of them stop at the same step)."""
+    if ddp:
+        dist.all_reduce(total)
+        total = total / world
+    return float(total)
+
+
+def save_checkpoint(path, h, raw, opt, weights, step, data_state, ddp):
+    """Model, optimizer and every rank's batch stream (rank 0 writes them, atomically)."""
+    states = [data_state]
+    if ddp:
+        states = [None] * dist.get_world_size()
+        dist.all_gather_object(states, data_state)
+    if not ddp or dist.get_rank() == 0:
+        ck = dict(hparams=asdict(h), weights=list(map(float, weights)), step=step, optimizer=opt.state_dict(),
+                  data_rng=states, **raw.checkpoint())
+        tmp = f"{path}.tmp{os.getpid()}"
+        torch.save(ck, tmp)
+        os.replace(tmp, path)
+
+
+def load_checkpoint(path, device):
+    """A checkpoint written by save_checkpoint, or a clear error for anything else."""
+    try:
+        ck = torch.load(path, map_location=device, weights_only=False)
+    except Exception as e:  # truncated, or not a torch file at all: torch raises many kinds
+        raise DataError(f"{path}: not a readable checkpoint ({type(e).__name__}); it may be truncated: "
+                        "restore it or delete it to start over") from None
+    if not isinstance(ck, dict) or not {"config", "model"} <= set(ck):
+        raise DataError(f"{path}: a torch file, but not a checkpoint of this project (no model config or weights)")
+    return ck
+
+
+def resume_from(o, h, raw, opt, batches, device, rank, world):
+    """Continue from o.ckpt_path where it exists: weights, optimizer and this rank's batch stream;
+    log lines written after the checkpoint are dropped. Returns the step to continue from."""
+    if not o.ckpt_path or not os.path.exists(o.ckpt_path):
+        return 0
+    ck = load_checkpoint(o.ckpt_path, device)
+    if ck.get("hparams") != asdict(h) or ck.get("weights") != list(map(float, batches.p)):
+        raise DataError(f"{o.ckpt_path} was trained with other settings or another mixture; "
+                        "use the same flags, or another --name / --out")
+    if len(ck["data_rng"]) != world:
+        raise DataError(f"{o.ckpt_path} was written by {len(ck['data_rng'])} rank(s); resume it with as many, not {world}")
+    raw.load_state_dict(ck["model"])
+    opt.load_state_dict(ck["optimizer"])
+    batches.load_state(ck["data_rng"][rank])
+    if o.log_path and rank == 0:
+        with open(o.log_path) as f:
+            lines = f.readlines()
+        atomic_write_text(o.log_path, "".join(lines[:1] + [ln for ln in lines[1:] if int(ln.split(",")[0]) <= ck["step"]]))
+    print0(f"resumed from {o.ckpt_path} at step {ck['step']}")
+    return ck["step"]
+
+
+class NoTracker:
+    """What tracker() gives without --wandb: takes every call, records nothing."""
+
+    def __init__(self):
+        self.summary = {}
+
+    def log(self, *args, **kwargs):
+        pass
+
+    def finish(self):
+        pass
+
+
+def tracker(project, out, name, config, rank_zero_only=True):
+    """--wandb PROJECT: a Weights & Biases run, imported only then (WANDB_MODE=offline needs no
+    network). Training logs from rank 0 only; every sweep process logs its own proxies. The CSV and
+    JSON files stay the source of truth."""
+    if not project or (rank_zero_only and int(os.environ.get("RANK", 0)) != 0):
+        return NoTracker()
+    try:
+        import wandb
+    except ImportError:
+        raise DataError("--wandb needs the wandb package: pip install wandb") from None
+    return wandb.init(project=project, name=name, group=os.path.abspath(out), config=config, reinit="create_new")
 
 
 def use_compile(args, device):

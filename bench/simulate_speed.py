@@ -36,7 +36,7 @@ forest.predict(X[:10])
 t_setup = time.perf_counter() - t0
 
 t0 = time.perf_counter()
-cand = regression.dirichlet(prior / prior.sum(), args.samples, np.random.default_rng(0))
+cand = regression.dirichlet(prior / prior.sum(), np.random.default_rng(0), args.samples)
 scores = forest.predict(cand)
 weights = cand[np.argsort(scores, kind="stable")[:args.top_k]].mean(0)
 t_sim = time.perf_counter() - t0

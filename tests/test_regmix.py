@@ -144,7 +144,7 @@ def test_train_resumes_after_kill_to_the_same_loss(corpus_dir, tmp_path):
     (["--stage", "proxy", "--data", "{tmp}/nothing"], "no meta.json"),
     (["--stage", "proxy", "--target", "nope"], "--target nope: no such domain"),
     (["--stage", "proxy", "--block-size", "100000"], "lower --block-size"),
-    (["--stage", "train", "--mixture", "{tmp}/bad.json"], "mixture domain 'delta' is not among the domains"),
+    (["--stage", "train", "--mixture", "{tmp}/bad.json"], "bad.json: domain 'delta' is not among the domains"),
     (["--stage", "train", "--mixture", "{tmp}/missing.json"], "missing.json: cannot read it"),
     (["--stage", "proxy", "--out", "{tmp}/foreign"], "columns do not match the domains"),
     (["--stage", "proxy", "--batch-size", "5"], "must be a multiple of"),
@@ -252,6 +252,29 @@ def test_bad_shard_is_one_line(corpus_dir, tmp_path):
     assert r.returncode != 0 and "--shard 2/2: expected I/N with 0 <= I < N" in r.stderr and "Traceback" not in r.stderr
 
 
+def wandb_records(path):
+    """The records of an offline run file, read as wandb's own datastore (wandb sync) reads them:
+    a 7-byte header (':W&B', magic, version), then LevelDB-log blocks of 32 KiB, each record a
+    7-byte header (crc32c, length, type: 1 whole, 2 first, 3 middle, 4 last) and a protobuf part."""
+    from wandb.proto import wandb_internal_pb2
+    data = open(path, "rb").read()
+    records, pos, buf = [], 7, b""
+    while pos + 7 <= len(data):
+        left = 32768 - pos % 32768
+        if left < 7:  # too little room for a header: the writer padded to the next block
+            pos += left
+            continue
+        length, kind = int.from_bytes(data[pos + 4:pos + 6], "little"), data[pos + 6]
+        buf += data[pos + 7:pos + 7 + length]
+        pos += 7 + length
+        if kind in (1, 4):
+            record = wandb_internal_pb2.Record()
+            record.ParseFromString(buf)
+            records.append(record)
+            buf = b""
+    return records
+
+
 def test_wandb_logs_steps_and_final_losses_offline(corpus_dir, tmp_path, monkeypatch):
     pytest.importorskip("wandb")  # requirements-dev.txt
     monkeypatch.setenv("WANDB_MODE", "offline")
@@ -260,14 +283,30 @@ def test_wandb_logs_steps_and_final_losses_offline(corpus_dir, tmp_path, monkeyp
     mix = tmp_path / "mix.json"
     mix.write_text(json.dumps({"alpha": 1, "beta": 1}))
     regmix.main(["--stage", "train", "--data", corpus_dir, "--out", str(tmp_path / "out"), "--mixture", str(mix),
-                 *SMALL, "--wandb", "regmix-test"])
+                 *SMALL, "--log-every", "1", "--wandb", "regmix-test"])
     import glob
     runs = glob.glob(str(tmp_path / "wandb" / "offline-run-*"))
     assert len(runs) == 1
-    # offline runs keep their records in a protobuf file (wandb 0.31 ships no Python reader for it);
-    # keys and JSON-encoded values are stored as plain bytes
-    records = open(glob.glob(os.path.join(runs[0], "run-*.wandb"))[0], "rb").read()
+    # wandb's service writes the file in the background, after finish() returns: wait (bounded) for
+    # what finish promises, the run's exit record, rather than for how fast it flushes
+    path, deadline, records = glob.glob(os.path.join(runs[0], "run-*.wandb"))[0], time.time() + 120, []
+    while not any(r.HasField("exit") for r in records) and time.time() < deadline:
+        time.sleep(0.2)
+        records = wandb_records(path)
+    assert any(r.HasField("exit") for r in records), [r.WhichOneof("record_type") for r in records]
+
+    def items(kind):
+        return [{i.key or "/".join(i.nested_key): json.loads(i.value_json) for i in getattr(r, kind).item}
+                for r in records if r.HasField(kind)]
+    steps = [h for h in items("history") if "loss" in h]
+    assert [h["_step"] for h in steps] == [1, 2, 3, 4, 5, 6]  # every log step (--log-every 1)
+    assert all({"loss", "lr", "tokens_per_s"} <= set(h) and np.isfinite(h["loss"]) for h in steps)
+    log = np.genfromtxt(tmp_path / "out" / "target" / "log.csv", delimiter=",", names=True)
+    assert np.allclose([h["loss"] for h in steps], log["loss"], atol=1e-6)  # the same numbers as log.csv
+    summary = {}
+    for r in records:
+        if r.HasField("summary"):
+            summary.update({i.key or "/".join(i.nested_key): json.loads(i.value_json) for i in r.summary.update})
     ev = json.load(open(tmp_path / "out" / "target" / "eval.json"))
-    assert records.count(b"tokens_per_s") >= 6 and b"loss" in records and b"lr" in records  # every step
     for d, v in ev["losses"].items():  # the final losses, as eval.json has them
-        assert f"val/{d}".encode() in records and json.dumps(v).encode() in records
+        assert summary[f"val/{d}"] == pytest.approx(v)
