@@ -377,7 +377,6 @@ def stage_simulate(args, domains=None):
     if args.optimize and name in ("lightgbm", "ensemble"):
         raise DataError(f"--optimize needs a smooth regressor (linear, mixing_law, quadratic, gp), not {name}: "
                         "trees are flat between thresholds; pass --regressor too")
-    model = load_regressor(out, name)
     results = Results(fit["results"])
     X, y, runs = results.target(tw)
     meta = domains.meta if domains is not None else None
@@ -385,8 +384,12 @@ def stage_simulate(args, domains=None):
     train_tokens = None if meta is None else np.array([meta["domains"][d]["train_tokens"] for d in names], dtype=float)
     limits = caps(prior, X, args.bound, args.target_tokens, args.max_epochs, train_tokens, args.extrapolate)
     cap = np.min(list(limits.values()), axis=0) if limits else np.ones(len(names))
-    # candidates as in the authors' notebook: Dirichlet with alpha = the prior
-    cand = dirichlet(prior, np.random.default_rng(args.seed), args.samples)
+    # candidates as in the authors' notebook: Dirichlet with alpha = the prior, drawn in a thread
+    # while the regressor loads (numpy's gamma draws release the GIL; importing LightGBM takes seconds)
+    with ThreadPoolExecutor(1) as pool:
+        drawing = pool.submit(dirichlet, prior, np.random.default_rng(args.seed), args.samples)
+        model = load_regressor(out, name)
+        cand = drawing.result()
     ok = (cand <= cap + 1e-12).all(1)
     if ok.sum() < args.top_k:
         raise DataError(f"only {int(ok.sum())} of {len(cand):,} candidates within the constraints for --top-k "
