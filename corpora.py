@@ -35,8 +35,22 @@ DOC_SUFFIXES = (".txt",) + RECORD_SUFFIXES
 
 
 def slug(name):
-    """'Pile-CC' -> 'pile_cc', 'Gutenberg (PG-19)' -> 'gutenberg_pg_19'."""
-    return re.sub(r"[^a-z0-9]+", "_", name.lower()).strip("_")
+    """'Pile-CC' -> 'pile_cc', 'Gutenberg (PG-19)' -> 'gutenberg_pg_19', 'Ελληνικά' -> 'ελληνικά'."""
+    return re.sub(r"[\W_]+", "_", name.lower()).strip("_")
+
+
+def domain_slug(name, seen):
+    """A domain's folder and column name: its slug, checked. It must keep a letter or digit, and
+    two names of the input must not become one ('Pile-CC' and 'pile cc'): that would merge two
+    domains without a word. `seen` maps each slug to the first name that became it."""
+    s = slug(name)
+    if not s:
+        raise DataError(f"domain '{name}': its name has no letter or digit to name its folder by; rename it")
+    first = seen.setdefault(s, name)
+    if first != name:
+        raise DataError(f"domains '{first}' and '{name}' would both become '{s}'; rename one of them "
+                        "(or give both the same name to merge them)")
+    return s
 
 
 class Skips:
@@ -216,7 +230,7 @@ def shard_docs(files, skips, domain_key, text_key="text"):
             elif not isinstance(text, str):
                 skips.add(where, f'no "{text_key}" string')
             else:
-                yield slug(name), text, where
+                yield name, text, where
 
 
 def pile_docs(files, skips, text_key="text"):
@@ -232,7 +246,7 @@ def folder_docs(root, skips, text_key="text"):
     for entry in sorted(os.listdir(root)):
         full = os.path.join(root, entry)
         if os.path.isdir(full):
-            domain, n = slug(entry), 0
+            domain, n = entry, 0
             for path in sorted(glob.glob(os.path.join(full, "**", "*"), recursive=True)):
                 if path.endswith(DOC_SUFFIXES):
                     for where, text in texts(path, skips, text_key):
@@ -242,7 +256,7 @@ def folder_docs(root, skips, text_key="text"):
                 print(f"warning: {full} holds no documents ({', '.join('*' + s for s in DOC_SUFFIXES)}), left out",
                       file=sys.stderr)
         elif entry.endswith(RECORD_SUFFIXES):
-            domain = slug(next(entry[:-len(s)] for s in RECORD_SUFFIXES if entry.endswith(s)))
+            domain = next(entry[:-len(s)] for s in RECORD_SUFFIXES if entry.endswith(s))
             for where, text in texts(full, skips, text_key):
                 yield domain, text, where
 

@@ -79,7 +79,7 @@ def atomic_write_json(path, obj):
 
 
 def read_csv(path):
-    with open(path, newline="") as f:
+    with open(path, newline="", encoding="utf-8-sig") as f:  # -sig: a spreadsheet's byte-order mark is no column name
         return list(csv.DictReader(f))
 
 
@@ -187,8 +187,14 @@ def load_meta(data_dir):
     if not os.path.exists(path):
         raise DataError(f"{data_dir}: no meta.json; prepare it first (python prepare.py, "
                         f"or python prepare.py --input DIR --out {data_dir})")
-    with open(path, encoding="utf-8") as f:
-        return json.load(f)
+    try:
+        with open(path, encoding="utf-8") as f:
+            meta = json.load(f)
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise DataError(f"{path}: cannot read it ({e}); re-run prepare.py for this folder") from None
+    if not isinstance(meta, dict) or not {"tokenizer", "domains", "prior"} <= set(meta):
+        raise DataError(f"{path}: not a meta.json of prepare.py (no tokenizer, domains or prior); re-run prepare.py")
+    return meta
 
 
 def open_domains(data_dir):

@@ -18,7 +18,8 @@ import shutil
 import numpy as np
 import torch
 
-from data import DataError, atomic_write_json
+from data import DataError, atomic_write_json, make_dir
+from train import load_checkpoint
 
 # the paper's downstream suite (sail-sg/regmix evaluation/eval_lm_eval_harness.sh), each at 0-5 shots
 PAPER_TASKS = ["social_iqa", "hellaswag", "piqa", "openbookqa", "lambada_standard", "sciq", "arc_easy", "copa",
@@ -91,12 +92,12 @@ def export(ckpt_path, meta, data_dir, out):
     if not os.path.exists(ckpt_path):
         raise DataError(f"{ckpt_path}: no checkpoint; train one first (--stage train, or --stage proxy "
                         "--proxy-ckpt), or pass --ckpt")
-    ck = torch.load(ckpt_path, map_location="cpu", weights_only=False)
+    ck = load_checkpoint(ckpt_path, "cpu")
     cfg, tok = ck["config"], meta["tokenizer"]
     if cfg["vocab_size"] < tok["vocab_size"]:
         raise DataError(f"{ckpt_path}: its vocabulary ({cfg['vocab_size']}) is smaller than the data's tokenizer "
                         f"({tok['vocab_size']}); pass the --data it was trained on")
-    os.makedirs(out, exist_ok=True)
+    make_dir(out, "--hf-out")
     write_safetensors(os.path.join(out, "model.safetensors"), hf_state_dict(cfg, ck["model"]))
     atomic_write_json(os.path.join(out, "config.json"), dict(
         architectures=["LlamaForCausalLM"], model_type="llama", vocab_size=cfg["vocab_size"],

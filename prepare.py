@@ -23,8 +23,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-from corpora import Skips, default_docs, folder_docs, pile_docs, shard_docs, slug
-from data import DataError, TokenWriter, atomic_write_json, read_tokens
+from corpora import Skips, default_docs, domain_slug, folder_docs, pile_docs, shard_docs, slug
+from data import DataError, TokenWriter, atomic_write_json, make_dir, read_tokens
 
 GPT2_VOCAB = 50257
 # sha256 of GPT-2's original files, as published in tiktoken_ext/openai_public.py
@@ -115,8 +115,11 @@ class HFTokenizer:
     def _find_eot(self):
         config = os.path.join(os.path.dirname(self.path), "tokenizer_config.json")
         if os.path.exists(config):
-            with open(config, encoding="utf-8") as f:
-                eos = json.load(f).get("eos_token")
+            try:
+                with open(config, encoding="utf-8") as f:
+                    eos = json.load(f).get("eos_token")
+            except (OSError, UnicodeDecodeError, json.JSONDecodeError, AttributeError) as e:
+                raise DataError(f"{config}: cannot read its eos_token ({e}); fix the file, or pass --eot-token TOKEN") from None
             eos = eos.get("content") if isinstance(eos, dict) else eos
             if isinstance(eos, str) and self.tok.token_to_id(eos) is not None:
                 return eos
@@ -163,7 +166,7 @@ def get_tokenizer(spec="gpt2", vocab_size=None, eot_token=None, threads=None):
 
 def prepare(docs, out, enc, eval_only=(), val_fraction=0.1, val_max_tokens=2**21,
             batch_bytes=4 << 20, skips=None, progress=True):
-    """Tokenize (domain, text, where) documents into out/<domain>/{train,val}.bin and meta.json.
+    """Tokenize (domain, text, where) documents into out/<slug of domain>/{train,val}.bin and meta.json.
 
     Nothing in `out` changes until every document is written: files go to temporary names and
     are renamed at the end (meta.json last), so a failure leaves the folder as it was."""
@@ -171,7 +174,7 @@ def prepare(docs, out, enc, eval_only=(), val_fraction=0.1, val_max_tokens=2**21
 
     eot = enc.eot
     skips = skips or Skips()
-    stats, writers = {}, {}
+    stats, writers, seen = {}, {}, {}
     val_permille = int(round(val_fraction * 1000))
 
     def writer(domain, split):
@@ -204,7 +207,8 @@ def prepare(docs, out, enc, eval_only=(), val_fraction=0.1, val_max_tokens=2**21
     bar = tqdm(total=None, unit="B", unit_scale=True, desc="tokenizing", disable=not progress)
     try:
         batch, texts, size = [], [], 0
-        for domain, text, where in docs:
+        for name, text, where in docs:
+            domain = domain_slug(name, seen)
             raw = text.encode("utf-8", errors="replace")
             batch.append((domain, len(raw), zlib.crc32(raw)))
             texts.append(text if text.strip() else "")  # a blank document adds no tokens
@@ -247,7 +251,8 @@ def prepare(docs, out, enc, eval_only=(), val_fraction=0.1, val_max_tokens=2**21
         domains[domain] = dict(s, eval_only=domain in eval_only)
     if not any(not s["eval_only"] for s in domains.values()):
         abort_all()
-        raise DataError("no trainable domain with text in the input; nothing was written")
+        why = (f"; {skips.count:,} record(s) were skipped, first: {'; '.join(skips.first)}" if skips.count else "")
+        raise DataError(f"no trainable domain with text in the input{why}; nothing was written")
     for (domain, split), w in writers.items():
         w.commit() if domain in domains else w.abort()
 
@@ -259,7 +264,20 @@ def prepare(docs, out, enc, eval_only=(), val_fraction=0.1, val_max_tokens=2**21
         prior={d: s["train_tokens"] / train_total for d, s in domains.items() if not s["eval_only"]},
         skipped=dict(lines=skips.count, first=skips.first),
     )
-    atomic_write_json(os.path.join(out, "meta.json"), meta)
+    old = os.path.join(out, "meta.json")
+    stale = []
+    if os.path.exists(old):  # a corpus prepared here before: its domains that this one lacks go
+        try:
+            with open(old, encoding="utf-8") as f:
+                stale = [d for d in json.load(f).get("domains", {}) if d not in domains]
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError, AttributeError):
+            pass  # unreadable: there is nothing we can trust to remove
+    atomic_write_json(old, meta)
+    for d in stale:
+        if os.path.isdir(os.path.join(out, d)):
+            shutil.rmtree(os.path.join(out, d))
+            print(f"removed {os.path.join(out, d)}: a domain of the corpus prepared here before, not of this one",
+                  file=sys.stderr)
     return meta
 
 
@@ -343,6 +361,7 @@ def main(argv=None):
     skips = Skips()
     t0 = time.time()
     try:
+        make_dir(out, "--out")
         enc = get_tokenizer(args.tokenizer, vocab, args.eot_token, args.threads)
         files = args.pile or args.shards or []
         missing = [f for f in files if not os.path.isfile(f)]
@@ -358,7 +377,7 @@ def main(argv=None):
             docs = default_docs(args.max_bytes)
         skip = set(slug(n) for n in args.skip)
         if skip:
-            docs = (doc for doc in docs if doc[0] not in skip)
+            docs = (doc for doc in docs if slug(doc[0]) not in skip)
         meta = prepare(docs, out, enc, eval_only=eval_only, val_fraction=args.val_fraction,
                        val_max_tokens=args.val_max_tokens, skips=skips)
     except DataError as e:

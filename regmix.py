@@ -77,7 +77,7 @@ def check_mixtures(path, domains):
     checked against the data: one weight.<domain> column per trainable domain, weights finite and
     >= 0 summing to 1 (within 1e-3), unique integer run ids."""
     try:
-        with open(path, newline="") as f:
+        with open(path, newline="", encoding="utf-8-sig") as f:  # -sig: a byte-order mark is no column name
             reader = csv.DictReader(f)
             cols, rows = reader.fieldnames or [], list(reader)
     except (OSError, UnicodeDecodeError, csv.Error) as e:
@@ -240,14 +240,19 @@ def stage_proxy(args, domains):
 
 def shard(args):
     """--shard I/N, or a Slurm job array's task (SLURM_ARRAY_TASK_ID of SLURM_ARRAY_TASK_COUNT), or 0/1."""
-    spec = args.shard
-    if spec is None and "SLURM_ARRAY_TASK_ID" in os.environ and "SLURM_ARRAY_TASK_COUNT" in os.environ:
+    spec, source = args.shard, "--shard"
+    if spec is None and "SLURM_ARRAY_TASK_ID" in os.environ:
+        if "SLURM_ARRAY_TASK_COUNT" not in os.environ:  # else every task would train the whole sweep
+            raise DataError("SLURM_ARRAY_TASK_ID is set but SLURM_ARRAY_TASK_COUNT is not (an older Slurm?): "
+                            "pass --shard $SLURM_ARRAY_TASK_ID/N, N the number of tasks")
         spec = f"{os.environ['SLURM_ARRAY_TASK_ID']}/{os.environ['SLURM_ARRAY_TASK_COUNT']}"
+        source = "Slurm's SLURM_ARRAY_TASK_ID/SLURM_ARRAY_TASK_COUNT"
     if spec is None:
         return 0, 1
     i, _, n = spec.partition("/")
     if not (i.isdigit() and n.isdigit() and int(i) < int(n)):
-        raise DataError(f"--shard {spec}: expected I/N with 0 <= I < N (e.g. 3/8)")
+        raise DataError(f"{source} {spec}: expected I/N with 0 <= I < N (e.g. 3/8)"
+                        + ("; number the array's tasks from 0 (--array=0-N-1)" if source != "--shard" else ""))
     return int(i), int(n)
 
 

@@ -22,7 +22,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 
 import regressors
-from data import DataError, atomic_write_json, mixture_vector, read_mixture, usable_cores, write_csv
+from data import DataError, atomic_write_json, mixture_vector, read_csv, read_mixture, usable_cores, write_csv
 
 FOLDS = 5
 CLEAR_MARGIN = 0.005   # auto: how much better than the ensemble's CV rho a single regressor must be ...
@@ -38,8 +38,7 @@ class Results:
     def __init__(self, path):
         if not os.path.exists(path):
             raise DataError(f"{path}: no such results table; run --stage proxy first, or pass --results")
-        with open(path, newline="") as f:
-            rows = list(csv.DictReader(f))
+        rows = read_csv(path)
         if not rows:
             raise DataError(f"{path}: the table has no rows")
         cols = list(rows[0])
@@ -51,6 +50,11 @@ class Results:
                             "(the paper's layout converts with: python regression.py paper2csv ...)")
         self.rows = rows
         self.runs = [r.get("run", str(i)) for i, r in enumerate(rows)]
+        seen = {}
+        for i, run in enumerate(self.runs):
+            if run in seen:  # fitted twice, it would count double (and with two losses, contradict itself)
+                raise DataError(f"{path}: run {run} appears twice (rows {seen[run] + 1} and {i + 1}); keep one row per run")
+            seen[run] = i
         self.X = self._floats("weight.", self.domains)
         bad = np.abs(self.X.sum(1) - 1) > 1e-2
         if bad.any():
