@@ -113,13 +113,13 @@ class MixingLaw:
         P = np.array(P)                                  # one row of (c, k, t) per start
         A = np.hstack([np.ones((len(X), 1)), X])          # k + t.w as one product
 
-        def residuals(P):  # a step that overflows gives inf, a worse loss, and is rejected
+        def evaluate(P):  # residuals and loss of every start; a step that overflows scores inf and is rejected
             with np.errstate(over="ignore", invalid="ignore"):
                 e = np.exp(np.minimum(P[:, 1:] @ A.T, 50.0))
-                return np.exp(P[:, :1]) + e - y, e
+                r = np.exp(P[:, :1]) + e - y
+                return r, e, self._huber(r)
 
-        r, e = residuals(P)
-        f = self._huber(r)
+        r, e, f = evaluate(P)
         damping, stalled = np.full(len(P), 1e-3), np.zeros(len(P), dtype=int)
         eye = np.eye(P.shape[1])
         for _ in range(self.max_steps):
@@ -129,9 +129,11 @@ class MixingLaw:
             H = JW.transpose(0, 2, 1) @ J
             g = np.einsum("snp,sn->sp", JW, r)
             H_damped = H + damping[:, None, None] * (eye * H + 1e-12 * eye)  # Marquardt: scaled by diag(H)
-            P_new = P - np.linalg.solve(H_damped, g[:, :, None])[:, :, 0]
-            r_new, e_new = residuals(P_new)
-            f_new = self._huber(r_new)
+            try:
+                P_new = P - np.linalg.solve(H_damped, g[:, :, None])[:, :, 0]
+            except np.linalg.LinAlgError:  # a singular system (a start gone flat): the least-squares step
+                P_new = P - (np.linalg.pinv(H_damped) @ g[:, :, None])[:, :, 0]
+            r_new, e_new, f_new = evaluate(P_new)
             better = np.isfinite(f_new) & (f_new < f)
             stalled = np.where(better & (f - f_new > 1e-12 * f), 0, stalled + 1)
             P[better], r[better], e[better], f[better] = P_new[better], r_new[better], e_new[better], f_new[better]

@@ -123,7 +123,7 @@ def test_ddp_compile_checkpoint_resume_under_torchrun(corpus_dir, tmp_path):
     mix.write_text(json.dumps({"alpha": 1, "beta": 2, "gamma": 1}))
     args = ["--stage", "train", "--data", corpus_dir, "--mixture", str(mix), "--model", "tiny", "--steps", "300",
             "--batch-size", "4", "--micro-batch-size", "2", "--block-size", "16", "--eval-seqs", "4", "--warmup", "2",
-            "--ckpt-every", "20", "--log-every", "50", "--compile", "--device", "cpu"]
+            "--ckpt-every", "20", "--log-every", "50", "--compile", "--device", "cpu", "--peak-flops", "1e9"]
     torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
                 os.path.join(ROOT, "regmix.py")]
     ref = subprocess.run(torchrun + args + ["--out", str(tmp_path / "ref")], capture_output=True, text=True, env=ENV,
@@ -153,6 +153,49 @@ def test_ddp_compile_checkpoint_resume_under_torchrun(corpus_dir, tmp_path):
     a = json.load(open(os.path.join(out, "target", "eval.json")))["losses"]
     b = json.load(open(tmp_path / "ref" / "target" / "eval.json"))["losses"]
     assert a.keys() == b.keys() and all(abs(a[k] - b[k]) <= 1e-5 for k in a), (a, b)
+    # MFU is one device's: the global tokens/s (both ranks' batches) shared by the 2 ranks
+    log = np.genfromtxt(tmp_path / "ref" / "target" / "log.csv", delimiter=",", names=True)
+    assert list(log["step"]) == [50, 100, 150, 200, 250, 300]  # the loss leaves the device only at log steps
+    check_mfu(log, world=2, peak=1e9, vocab=open_domains(corpus_dir).vocab_size)
+
+
+def check_mfu(log, world, peak, vocab):
+    per_token = GPT(config_for("tiny", vocab, 16)).flops_per_token()
+    want = per_token * log["tokens_per_s"] / world / peak
+    assert np.all(np.abs(log["mfu"] / want - 1) < 2e-3), (log["mfu"], want)  # log.csv's rounding
+
+
+def test_mfu_of_one_process_counts_its_whole_batch(corpus_dir, tmp_path):
+    mix = tmp_path / "mix.json"
+    mix.write_text(json.dumps({"alpha": 1, "beta": 1}))
+    regmix.main(["--stage", "train", "--data", corpus_dir, "--mixture", str(mix), "--out", str(tmp_path), "--model",
+                 "tiny", "--steps", "6", "--batch-size", "4", "--micro-batch-size", "2", "--block-size", "16",
+                 "--eval-seqs", "2", "--warmup", "2", "--log-every", "2", "--peak-flops", "1e9", "--device", "cpu"])
+    log = np.genfromtxt(tmp_path / "target" / "log.csv", delimiter=",", names=True)
+    assert list(log["step"]) == [2, 4, 6]
+    check_mfu(log, world=1, peak=1e9, vocab=open_domains(corpus_dir).vocab_size)
+
+
+def _loss_of_rank(rank, port, out):
+    import torch.distributed as dist
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    dist.init_process_group("gloo", rank=rank, world_size=2)
+    total = torch.tensor(float("nan") if rank == 1 else 2.0)  # only rank 1 diverged
+    with open(os.path.join(out, f"rank{rank}"), "w") as f:
+        f.write(repr(train.mean_over_ranks(total, True, 2)))
+    dist.destroy_process_group()
+
+
+def test_a_nan_on_one_rank_stops_every_rank():
+    import socket
+    import tempfile
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    with tempfile.TemporaryDirectory() as out:
+        torch.multiprocessing.spawn(_loss_of_rank, args=(port, out), nprocs=2)
+        seen = [float(open(os.path.join(out, f"rank{r}")).read()) for r in (0, 1)]
+    assert all(np.isnan(v) for v in seen)  # both see it, so both leave the loop at the same step
 
 
 def test_cpu_layout_defaults_and_user_threads(monkeypatch):
