@@ -214,8 +214,15 @@ class GaussianProcess:
 
     @staticmethod
     def _kernel(A, B, log_ell, log_sf2):
-        d2 = (A ** 2).sum(1)[:, None] + (B ** 2).sum(1)[None, :] - 2 * A @ B.T
-        return np.exp(log_sf2 - 0.5 * np.maximum(d2, 0) / np.exp(2 * log_ell))
+        """sf2 exp(-|a - b|^2 / 2 ell^2), in place: one (rows x runs) matrix, no temporaries."""
+        K = A @ B.T
+        K *= 2
+        K -= (A ** 2).sum(1)[:, None]
+        K -= (B ** 2).sum(1)[None, :]  # now -|a - b|^2
+        np.minimum(K, 0, out=K)
+        K *= 0.5 / np.exp(2 * log_ell)
+        K += log_sf2
+        return np.exp(K, out=K)
 
     def fit(self, X, y):
         from scipy.linalg import cho_factor, cho_solve
@@ -248,7 +255,7 @@ class GaussianProcess:
         self.s = dict(X=X.tolist(), alpha=alpha.tolist(), theta=t.tolist(), mean=float(ym), scale=float(ys))
         return self
 
-    def predict(self, X, chunk=50_000):
+    def predict(self, X, chunk=20_000):
         Xt, alpha, t = np.asarray(self.s["X"]), np.asarray(self.s["alpha"]), self.s["theta"]
         return np.concatenate([self._kernel(X[i:i + chunk], Xt, t[0], t[1]) @ alpha
                                for i in range(0, len(X), chunk)]) * self.s["scale"] + self.s["mean"]

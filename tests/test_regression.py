@@ -335,3 +335,23 @@ def test_mixing_law_fit_reaches_at_least_the_loss_of_its_authors_optimiser():
         p0 = np.concatenate([[c, np.log(max(y.mean() - np.exp(c), 1e-6))], rng.normal(0, 1, X.shape[1])])
         best = min(best, minimize(objective, p0, jac=True, method="L-BFGS-B", options=dict(maxiter=500)).fun)
     assert ours <= best + 1e-9, (ours, best)
+
+
+def test_fit_and_simulate_never_import_torch(tmp_path):
+    """The regression half runs without torch (2.5 s to import, longer than a fit)."""
+    rows = open(PAPER_TRAIN).read().splitlines()[:41]
+    (tmp_path / "runs.csv").write_text("\n".join(rows) + "\n")
+    code = ("import sys, regmix\n"
+            f"regmix.main(['--stage', 'fit', '--results', {str(tmp_path / 'runs.csv')!r}, '--out', {str(tmp_path)!r},"
+            f" '--data', {str(tmp_path)!r}, '--regressor', 'quadratic'])\n"
+            f"regmix.main(['--stage', 'simulate', '--out', {str(tmp_path)!r}, '--data', {str(tmp_path)!r}, '--prior',"
+            f" {os.path.join(DATA, 'paper_prior.json')!r}, '--samples', '20000', '--bootstrap', '2'])\n"
+            "print('torch loaded' if 'torch' in sys.modules else 'no torch')\n")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert r.stdout.strip().endswith("no torch") and os.path.exists(tmp_path / "mixture.json")
+
+
+def test_the_model_names_of_the_command_line_are_the_presets():
+    import model
+    assert regmix.MODELS == tuple(model.PRESETS)
