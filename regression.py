@@ -385,9 +385,17 @@ def stage_simulate(args, domains=None):
     X, y, runs = results.target(tw)
     meta = domains.meta if domains is not None else None
     prior = load_prior(args.prior, meta, names)
-    train_tokens = None if meta is None else np.array([meta["domains"][d]["train_tokens"] for d in names], dtype=float)
+    train_tokens = None
+    if args.target_tokens is not None and meta is not None:
+        unknown = [d for d in names if d not in meta["domains"]]
+        if unknown:
+            raise DataError(f"--target-tokens: the data ({args.data}) has no domain '{unknown[0]}' of the fitted results")
+        train_tokens = np.array([meta["domains"][d]["train_tokens"] for d in names], dtype=float)
     limits = caps(prior, X, args.bound, args.target_tokens, args.max_epochs, train_tokens, args.extrapolate)
     cap = np.min(list(limits.values()), axis=0) if limits else np.ones(len(names))
+    if cap.sum() < 1:  # no mixture at all satisfies them, however many candidates are drawn
+        raise DataError(f"the constraints together ({', '.join(limits)}) allow at most {cap.sum():.3f} of the mixture; "
+                        "relax them (--no-bound, --extrapolate, --max-epochs, --target-tokens)")
     # candidates as in the authors' notebook: Dirichlet with alpha = the prior, drawn in a thread
     # while the regressor loads (numpy's gamma draws release the GIL; importing LightGBM takes seconds)
     with ThreadPoolExecutor(1) as pool:

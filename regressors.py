@@ -446,9 +446,10 @@ def _score_kernel(X, edges, edge_off, table, table_off, used, leaves, debruijn, 
                     lo = mid + 1
                 else:
                     hi = mid
-            row = table[table_off[f] + lo - edge_off[f]]
-            for t in range(mask.shape[0]):
-                mask[t] &= row[t]
+            if lo > edge_off[f]:  # bin 0 (x below every threshold) rules no leaf out: its row is all ones
+                row = table[table_off[f] + lo - edge_off[f]]
+                for t in range(mask.shape[0]):
+                    mask[t] &= row[t]
         s = 0.0
         for t in range(mask.shape[0]):  # in tree order, as LightGBM sums
             low = mask[t] & (~mask[t] + np.uint32(1))
