@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The first commands to run on a GPU machine: the paths CI cannot run (CUDA copies from pinned
 # memory, bf16 autocast on CUDA, torch.compile with inductor's CUDA kernels, fused AdamW, NCCL) and
-# the speed of the paper's models, as tokens/s and MFU (printed by the training loop every step).
+# the speed of the paper's models, as tokens/s and MFU (printed by the training loop at each log step).
 #
 #     bash bench/gpu_check.sh [NGPUS]          # about 5 minutes on one H100/H200 after the install
 #

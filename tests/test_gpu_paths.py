@@ -155,14 +155,18 @@ def test_ddp_compile_checkpoint_resume_under_torchrun(corpus_dir, tmp_path):
     assert a.keys() == b.keys() and all(abs(a[k] - b[k]) <= 1e-5 for k in a), (a, b)
     # MFU is one device's: the global tokens/s (both ranks' batches) shared by the 2 ranks
     log = np.genfromtxt(tmp_path / "ref" / "target" / "log.csv", delimiter=",", names=True)
-    assert list(log["step"]) == [50, 100, 150, 200, 250, 300]  # the loss leaves the device only at log steps
+    # the loss leaves the device only at log steps (every 50) and checkpoints (every 20)
+    assert list(log["step"]) == sorted(set(range(20, 301, 20)) | set(range(50, 301, 50)))
     check_mfu(log, world=2, peak=1e9, vocab=open_domains(corpus_dir).vocab_size)
 
 
 def check_mfu(log, world, peak, vocab):
     per_token = GPT(config_for("tiny", vocab, 16)).flops_per_token()
     want = per_token * log["tokens_per_s"] / world / peak
-    assert np.all(np.abs(log["mfu"] / want - 1) < 2e-3), (log["mfu"], want)  # log.csv's rounding
+    # log.csv rounds tokens/s to an integer and MFU to 4 decimals (a slow first interval, the
+    # compile's, has few tokens/s: the rounding is then a percent)
+    rounding = per_token * 0.5 / world / peak + 0.5e-4
+    assert np.all(np.abs(log["mfu"] - want) <= rounding * 1.01) and np.all(want > 10 * rounding), (log["mfu"], want)
 
 
 def test_mfu_of_one_process_counts_its_whole_batch(corpus_dir, tmp_path):
