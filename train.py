@@ -154,7 +154,7 @@ def train_run(h, domains, weights, device, models, opts=None, ddp=False, progres
 
     Used for every proxy and for the target. `models` comes from build_model and is
     re-initialised here. With ddp, each rank draws its own batches (seed + rank) and gradients
-    are averaged. The loss leaves the device only at log steps and checkpoints (a sync, as in
+    are averaged. The loss leaves the device only at log, checkpoint and evaluation steps (a sync, as in
     nanoGPT), averaged over the ranks, so that a non-finite loss stops every rank at the same
     step. Returns a dict with 'losses', 'tokens', 'seconds', 'failed'."""
     o = opts or RunOptions()
@@ -198,7 +198,8 @@ def train_run(h, domains, weights, device, models, opts=None, ddp=False, progres
         opt.zero_grad(set_to_none=True)
         step += 1
         checkpoint = o.ckpt_path and o.ckpt_every and (step % o.ckpt_every == 0 or step == h.steps)
-        if step % o.log_every == 0 or step == h.steps or checkpoint:
+        evaluation = o.eval_every and step % o.eval_every == 0 and step < h.steps
+        if step % o.log_every == 0 or step == h.steps or checkpoint or evaluation:
             loss_now = mean_over_ranks(total, ddp, world)
             if not math.isfinite(loss_now):
                 failed = f"loss {loss_now} at step {step}"
@@ -212,7 +213,7 @@ def train_run(h, domains, weights, device, models, opts=None, ddp=False, progres
                 progress(step, loss_now, lr, tps, mfu)
             if checkpoint:
                 save_checkpoint(o.ckpt_path, h, raw, opt, batches.p, step, data_state, ddp)
-            if o.eval_every and step % o.eval_every == 0 and step < h.steps:
+            if evaluation:
                 print0(f"step {step}: val " + " ".join(f"{d} {v:.4f}" for d, v in evaluate(raw, windows, h, device, amp).items()))
             t_log, logged = time.time(), step  # the next interval's speed excludes checkpoints and evaluation
     if log:

@@ -310,3 +310,13 @@ def test_wandb_logs_steps_and_final_losses_offline(corpus_dir, tmp_path, monkeyp
     ev = json.load(open(tmp_path / "out" / "target" / "eval.json"))
     for d, v in ev["losses"].items():  # the final losses, as eval.json has them
         assert summary[f"val/{d}"] == pytest.approx(v)
+
+
+def test_evaluation_steps_need_not_be_log_steps(corpus_dir, tmp_path, capsys):
+    mix = tmp_path / "mix.json"
+    mix.write_text(json.dumps({"alpha": 1, "beta": 1}))
+    regmix.main(["--stage", "train", "--data", corpus_dir, "--out", str(tmp_path), "--mixture", str(mix), *SMALL,
+                 "--log-every", "4", "--eval-every", "3"])
+    out = capsys.readouterr().out
+    assert "step 3: val alpha" in out and "step 4/6: loss" in out
+    assert [r["step"] for r in rows(str(tmp_path / "target" / "log.csv"))] == ["3", "4", "6"]
