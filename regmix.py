@@ -63,9 +63,7 @@ def sample_mixtures(prior, n, seed=42, temperature=0.5, min_strength=0.1, max_st
     strengths = np.logspace(np.log10(min_strength), np.log10(max_strength), 15)
     w = regression.dirichlet(tempered[None, :] * rng.choice(strengths, size=n * multiplier)[:, None], rng)
     w = w[(w <= regression.availability(prior)).all(1)]
-    w = np.where(w < minimum, 0.0, w)
-    w = np.round(w / w.sum(1, keepdims=True) / minimum) * minimum
-    w = np.unique(w / w.sum(1, keepdims=True), axis=0)
+    w = np.unique(regression.on_grid(w, minimum), axis=0)
     if len(w) < n:
         raise DataError(f"only {len(w)} distinct mixtures satisfy the availability bound; "
                         f"ask for fewer with --n-mixtures")
@@ -114,21 +112,101 @@ def check_mixtures(path, domains):
     return rows
 
 
-def stage_mixtures(args, domains):
-    """Write out/mixtures.csv, or check that the one already there is the one these settings make."""
-    n = args.n_mixtures or N_MIXTURES["tiny" if args.model == "tiny" else "paper"]
-    w = sample_mixtures(domains.prior, n, seed=args.seed)
-    cols = ["run"] + [f"weight.{d}" for d in domains.trainable]
-    rows = [{"run": i, **{c: f"{x:.6g}" for c, x in zip(cols[1:], wi)}} for i, wi in enumerate(w)]
+def round_sizes(n, rounds):
+    """How --rounds R spends a budget of n proxies: half in the first round, drawn at random as the
+    paper draws all of them, the other half evenly over the later rounds (bench/rounds.py compares
+    splits: fewer random runs leave the first fit too poor to propose from)."""
+    if rounds < 1:
+        raise DataError(f"--rounds {rounds}: need at least one round")
+    if rounds == 1:
+        return [n]
+    later = n - n // 2
+    if n // 2 < regression.MIN_RUNS or later < rounds - 1:
+        raise DataError(f"--rounds {rounds} with --n-mixtures {n}: the first round's {n // 2} runs must be enough to "
+                        f"fit ({regression.MIN_RUNS}), and the other {later} at least one per later round")
+    return [n // 2] + [later // (rounds - 1) + (i < later % (rounds - 1)) for i in range(rounds - 1)]
+
+
+def n_mixtures(args):
+    return args.n_mixtures or N_MIXTURES["tiny" if args.model == "tiny" else "paper"]
+
+
+def mixture_columns(names):
+    return ["run", "round"] + [f"weight.{d}" for d in names]
+
+
+def read_rounds(path):
+    """The rows of a mixtures.csv, each with its round (1 where the file has no round column)."""
+    rows = read_csv(path) if os.path.exists(path) else []
+    return [dict(r, round=r.get("round") or "1") for r in rows]
+
+
+def stage_mixtures(args, domains=None):
+    """The first round: write OUT/mixtures.csv, or check that the one already there begins with the
+    mixtures these settings make. Works from --prior alone, without a --data folder."""
+    if args.next:
+        return stage_next(args, domains)
+    if domains is not None:
+        names = domains.trainable
+    elif args.prior:
+        names = list(read_mixture(args.prior))
+    else:
+        raise DataError(f"{args.data}: no meta.json; prepare the data, or pass --prior FILE (JSON domain -> share)")
+    prior = regression.load_prior(args.prior, domains.meta if domains is not None else None, names)
+    n = round_sizes(n_mixtures(args), args.rounds)[0]
+    w = sample_mixtures(prior, n, seed=args.seed)
+    cols = mixture_columns(names)
+    rows = [{"run": str(i), "round": "1", **{c: f"{x:.6g}" for c, x in zip(cols[2:], wi)}} for i, wi in enumerate(w)]
     path = os.path.join(args.out, "mixtures.csv")
     if os.path.exists(path):
-        if read_csv(path) != [{k: str(v) for k, v in r.items()} for r in rows]:
-            raise DataError(f"{path} was made from other data or settings (--n-mixtures, --seed); "
+        first = [{c: r.get(c) for c in cols} for r in read_rounds(path) if r["round"] == "1"]
+        if first != rows:
+            raise DataError(f"{path} was made from other data or settings (--n-mixtures, --rounds, --seed, --prior); "
                             "delete it or use another --out")
     else:
         write_csv(path, rows, cols)
-    print(f"{n} mixtures over {len(domains.trainable)} domains -> {path}")  # rank 0 only
+    print(f"{n} mixtures over {len(names)} domains -> {path}" + (f" (round 1 of {args.rounds})" if args.rounds > 1 else ""))
     return rows
+
+
+def stage_next(args, domains=None, m=None):
+    """Append the next round: m mixtures proposed by the last fit (regression.propose) to
+    OUT/mixtures.csv, with new run ids, for --stage proxy (or a job array) to train."""
+    m = m or args.next
+    fit = regression.read_fit(args.out)
+    names = fit["domains"]
+    if domains is not None and sorted(names) != sorted(domains.trainable):
+        raise DataError(f"{args.out}/fit.json was fitted on domains {', '.join(names)}, but {args.data} trains "
+                        f"{', '.join(domains.trainable)}: use the --data of that fit, or fit again")
+    results = regression.Results(fit["results"])
+    X, y, _ = results.target(fit["target_weights"])
+    if sorted(fit.get("runs", [])) != sorted(results.runs):
+        raise DataError(f"{args.out}/fit.json predates {results.path} (other runs); run --stage fit first, "
+                        "so that the proposals use every result")
+    path = os.path.join(args.out, "mixtures.csv")
+    rows = read_rounds(path)
+    pending = [r["run"] for r in rows if r["run"] not in set(results.runs)]
+    if pending:
+        raise DataError(f"{path}: {len(pending)} mixture(s) have no result yet (run {', '.join(pending[:5])}"
+                        f"{', ...' if len(pending) > 5 else ''}): train them (--stage proxy), then fit, then ask for more")
+    r = max((int(x["round"]) for x in rows), default=1) + 1
+    prior, _, cap = regression.search_space(args, names, X, domains)
+    rng = np.random.default_rng([args.seed, r])
+    cand = regression.dirichlet(prior, rng, regression.PROPOSAL_CANDIDATES)
+    cand = cand[(cand <= cap + 1e-12).all(1)]
+    if len(cand) < m:
+        raise DataError(f"only {len(cand)} candidates within the constraints for --next {m}; relax them "
+                        "(--no-bound, --extrapolate, --max-epochs)")
+    taken = np.vstack([X] + [np.array([[float(x.get(f"weight.{d}") or 0) for d in names] for x in rows])] if rows else [X])
+    name = fit["chosen"] if args.regressor == "auto" else args.regressor
+    w = regression.propose(name, X, y, fit["min_data_in_leaf"], cand, m, [args.seed, r], taken)
+    ids = [int(x) for x in results.runs + [x["run"] for x in rows] if x.lstrip("-").isdigit()]
+    start = max(max(ids, default=-1) + 1, len(results.runs))  # beyond every run id, numeric or not
+    cols = mixture_columns(names)
+    new = [{"run": str(start + i), "round": str(r), **{c: f"{x:.6g}" for c, x in zip(cols[2:], wi)}} for i, wi in enumerate(w)]
+    write_csv(path, rows + new, cols)
+    print(f"round {r}: {m} mixtures proposed by {name} fitted on {len(y)} runs (runs {start}-{start + m - 1}) -> {path}")
+    return new
 
 
 # -----------------------------------------------------------------------------
@@ -448,7 +526,15 @@ def get_args(argv=None):
     g.add_argument("--device", default="auto", help="proxy/train/eval: cpu, cuda, cuda:N; auto = cuda:(LOCAL_RANK %% GPUs) if present")
 
     g = p.add_argument_group("mixtures")
-    g.add_argument("--n-mixtures", type=int, default=None, help="number of proxy mixtures (paper: 512; tiny: 64)")
+    g.add_argument("--n-mixtures", type=int, default=None,
+                   help="number of proxy mixtures, every round together (paper: 512; tiny: 64)")
+    g.add_argument("--rounds", type=int, default=1,
+                   help="all: spend --n-mixtures in R rounds: half drawn at random, the rest split over the later "
+                        "rounds, each proposed by a fit of every run so far (default 1: the paper's one shot)")
+    g.add_argument("--next", type=int, default=None, metavar="M",
+                   help="mixtures: append M mixtures proposed by OUT/fit.json to OUT/mixtures.csv as a new round "
+                        "(new run ids); train them with --stage proxy, then fit again. Uses simulate's --prior and "
+                        "constraints; works without --data")
 
     g = p.add_argument_group("training (proxy and train; each default: proxy's, train's)")
     g.add_argument("--steps", type=int, default=None, help="optimizer steps per run (1000, 25000; tiny: 20, 300)")
@@ -538,17 +624,18 @@ def main(argv=None):
     args = get_args(argv)
     try:
         make_dir(args.out, "--out")
-        if args.stage in ("fit", "simulate"):  # these also work on results from elsewhere, without data
+        if args.stage in ("fit", "simulate", "mixtures"):  # these also work without data (results from elsewhere)
             domains = open_domains(args.data) if os.path.exists(os.path.join(args.data, "meta.json")) else None
             if args.stage == "fit" and not args.results and domains and os.path.isdir(os.path.join(args.out, "runs")):
                 collect(args.out, domains)  # shards of a job array may have finished since the last collect
-            getattr(regression, f"stage_{args.stage}")(args, domains)
+            if args.stage == "mixtures":
+                stage_mixtures(args, domains)
+            else:
+                getattr(regression, f"stage_{args.stage}")(args, domains)
             return
         domains = open_domains(args.data)
         regression.target_weights(args.target, domains.names, domains.trainable, args.data)  # a clear error now
-        if args.stage == "mixtures":
-            stage_mixtures(args, domains)
-        elif args.stage == "proxy":
+        if args.stage == "proxy":
             stage_proxy(args, domains)
         elif args.stage == "collect":
             check_results_schema(os.path.join(args.out, "results.csv"), domains)
@@ -558,6 +645,14 @@ def main(argv=None):
         elif args.stage == "all":
             t0 = time.time()
             stage_proxy(args, domains)
+            sizes = round_sizes(n_mixtures(args), args.rounds)
+            for r, m in enumerate(sizes[1:], start=2):
+                # a round's proposals are written before it trains: a killed run resumes the same round
+                if not any(x["round"] == str(r) for x in read_rounds(os.path.join(args.out, "mixtures.csv"))):
+                    print(f"\n--- round {r} of {len(sizes)}: fit every run so far, propose {m} mixtures ---")
+                    regression.stage_fit(args, domains)
+                    stage_next(args, domains, m)
+                stage_proxy(args, domains)
             regression.stage_fit(args, domains)
             regression.stage_simulate(args, domains)
             summary(args)

@@ -25,6 +25,7 @@ import regressors
 from data import DataError, atomic_write_json, mixture_vector, read_csv, read_mixture, usable_cores, write_csv
 
 FOLDS = 5
+MIN_RUNS = 10          # fewer runs than this are not fitted
 CLEAR_MARGIN = 0.005   # auto: how much better than the ensemble's CV rho a single regressor must be ...
 ENOUGH_RUNS = 150      # ... on a sweep of at least this many runs (README: measured on the paper's data)
 
@@ -222,9 +223,10 @@ def stage_fit(args, domains=None):
     if spec is None:
         raise DataError(f"{results.path}: which loss to minimise? pass --target (one of {', '.join(results.loss_domains)}, "
                         "several as a,b or a=0.7,b=0.3, or all)")
-    X, y, _ = results.target(tw)
-    if len(y) < 10:
-        raise DataError(f"{results.path}: {len(y)} usable runs; a fit needs at least 10 (run more proxies)")
+    X, y, runs_used = results.target(tw)
+    runs = results.runs  # every run of the table, failed ones too: what --stage mixtures --next checks it against
+    if len(y) < MIN_RUNS:
+        raise DataError(f"{results.path}: {len(y)} usable runs; a fit needs at least {MIN_RUNS} (run more proxies)")
     if np.ptp(y) == 0:
         raise DataError(f"{results.path}: loss.{spec} is the same in every run; nothing to fit")
     leaf = regressors.leaf_size(len(y), args.min_data_in_leaf)
@@ -257,7 +259,7 @@ def stage_fit(args, domains=None):
 
     fit = dict(target=spec, target_weights=tw, n_train=len(y), n_test=len(y_true), evaluation=how,
                domains=results.domains, min_data_in_leaf=leaf, regressors=scores, cv_spearman=cv_rho, chosen=chosen,
-               results=results.path)
+               results=results.path, runs=runs)
     if "ensemble" in held:
         fit["ensemble_members"] = members
     fit.update({n: scores[n] for n in ("lightgbm", "linear") if n in scores})  # the keys fit.json always had
@@ -278,7 +280,7 @@ def stage_fit(args, domains=None):
     if args.regressor == "auto":
         print(f"chosen by {FOLDS}-fold cross-validated Spearman on the training runs: {chosen} "
               f"(a single regressor needs >= {ENOUGH_RUNS} runs and a margin of {CLEAR_MARGIN} over the ensemble)")
-    plot_fit(os.path.join(out, "fit.png"), y_true, held, spec, fit)
+    plot_fit(os.path.join(out, "fit.png"), y_true, held, spec, fit, None if args.test else run_rounds(out, runs_used))
     return fit
 
 
@@ -351,6 +353,26 @@ def caps(prior, X, bound=True, target_tokens=None, max_epochs=4.0, train_tokens=
     return limits
 
 
+def search_space(args, names, X, domains=None):
+    """(prior, limits, cap) of a search over `names` (simulate's, and --stage mixtures --next's):
+    the prior from --prior or the data, each constraint of caps() from the flags, and the
+    per-domain cap they make together; an error if no mixture at all satisfies them."""
+    meta = domains.meta if domains is not None else None
+    prior = load_prior(args.prior, meta, names)
+    train_tokens = None
+    if args.target_tokens is not None and meta is not None:
+        unknown = [d for d in names if d not in meta["domains"]]
+        if unknown:
+            raise DataError(f"--target-tokens: the data ({args.data}) has no domain '{unknown[0]}' of the fitted results")
+        train_tokens = np.array([meta["domains"][d]["train_tokens"] for d in names], dtype=float)
+    limits = caps(prior, X, args.bound, args.target_tokens, args.max_epochs, train_tokens, args.extrapolate)
+    cap = np.min(list(limits.values()), axis=0) if limits else np.ones(len(names))
+    if cap.sum() < 1:  # no mixture at all satisfies them, however many candidates are drawn
+        raise DataError(f"the constraints together ({', '.join(limits)}) allow at most {cap.sum():.3f} of the mixture; "
+                        "relax them (--no-bound, --extrapolate, --max-epochs, --target-tokens)")
+    return prior, limits, cap
+
+
 def optimize_on_simplex(model, start, cap):
     """A smooth regressor's minimum over {0 <= w <= cap, sum w = 1}, by SLSQP from `start` (the
     simulated mixture): the exact optimum of the fitted function rather than the mean of the
@@ -369,13 +391,17 @@ def top_k_mean(model, cand, k):
     return cand[np.argsort(scores, kind="stable")[:k]].mean(0)
 
 
+def read_fit(out):
+    path = os.path.join(out, "fit.json")
+    if not os.path.exists(path):
+        raise DataError(f"{path}: not found; run --stage fit first")
+    with open(path) as f:
+        return json.load(f)
+
+
 def stage_simulate(args, domains=None):
     out = args.out
-    fit_path = os.path.join(out, "fit.json")
-    if not os.path.exists(fit_path):
-        raise DataError(f"{fit_path}: not found; run --stage fit first")
-    with open(fit_path) as f:
-        fit = json.load(f)
+    fit = read_fit(out)
     names, target, tw = fit["domains"], fit["target"], fit["target_weights"]
     name = fit["chosen"] if args.regressor == "auto" else args.regressor
     if args.optimize and name in ("lightgbm", "ensemble"):
@@ -383,19 +409,7 @@ def stage_simulate(args, domains=None):
                         "trees are flat between thresholds; pass --regressor too")
     results = Results(fit["results"])
     X, y, runs = results.target(tw)
-    meta = domains.meta if domains is not None else None
-    prior = load_prior(args.prior, meta, names)
-    train_tokens = None
-    if args.target_tokens is not None and meta is not None:
-        unknown = [d for d in names if d not in meta["domains"]]
-        if unknown:
-            raise DataError(f"--target-tokens: the data ({args.data}) has no domain '{unknown[0]}' of the fitted results")
-        train_tokens = np.array([meta["domains"][d]["train_tokens"] for d in names], dtype=float)
-    limits = caps(prior, X, args.bound, args.target_tokens, args.max_epochs, train_tokens, args.extrapolate)
-    cap = np.min(list(limits.values()), axis=0) if limits else np.ones(len(names))
-    if cap.sum() < 1:  # no mixture at all satisfies them, however many candidates are drawn
-        raise DataError(f"the constraints together ({', '.join(limits)}) allow at most {cap.sum():.3f} of the mixture; "
-                        "relax them (--no-bound, --extrapolate, --max-epochs, --target-tokens)")
+    prior, limits, cap = search_space(args, names, X, domains)
     # candidates as in the authors' notebook: Dirichlet with alpha = the prior, drawn in a thread
     # while the regressor loads (numpy's gamma draws release the GIL; importing LightGBM takes seconds)
     with ThreadPoolExecutor(1) as pool:
@@ -462,7 +476,7 @@ def stage_simulate(args, domains=None):
     spread = [f"{confidence['predicted_loss_std']:.4f}"] if confidence else []
     print(f"{'predicted ' + target:<20}"[:20] + "".join(f"{p:>18}" for p in [f"{predicted[0]:.4f}"] + spread
                                                        + [f"{p:.4f}" for p in predicted[1:]]))
-    plot_mixture(os.path.join(out, "mixture.png"), names, weights, prior, target)
+    plot_mixture(os.path.join(out, "mixture.png"), names, weights, prior, target, X, run_rounds(out, runs))
     return result
 
 
@@ -480,6 +494,42 @@ def bootstrap(name, X, y, leaf, cand, k, refits, seed):
 
 
 # -----------------------------------------------------------------------------
+# rounds: which mixtures to train next (--rounds, --stage mixtures --next)
+
+PROPOSAL_CANDIDATES = 100_000  # Dirichlet(prior) draws, before the constraints, that proposals are picked from
+
+
+def on_grid(w, minimum=2e-4):
+    """Mixtures as the mixtures stage writes them: weights below `minimum` become 0, the rest
+    multiples of it (so a proposal and a run it repeats compare equal), each row summing to 1."""
+    w = np.where(w < minimum, 0.0, w)
+    w = np.round(w / w.sum(-1, keepdims=True) / minimum) * minimum
+    return w / w.sum(-1, keepdims=True)
+
+
+def propose(name, X, y, leaf, cand, m, seed, taken):
+    """m mixtures to train next, by Thompson sampling: each the best candidate of its own refit on
+    the runs resampled with replacement. Where the refits agree about the optimum the proposals
+    gather there; where they disagree they spread over what may be best, which is where another
+    run teaches the fit most (bench/rounds.py: the strategies compared). A proposal never repeats
+    a row of `taken` (the runs so far) or another proposal: a refit's next best is taken instead."""
+    rng = np.random.default_rng(seed)
+    samples = [rng.integers(0, len(y), len(y)) for _ in range(m)]
+    seen = np.asarray(taken, float).reshape(-1, X.shape[1])
+    proposals = []
+    with regressors.one_blas_thread(), ThreadPoolExecutor(max(1, min(usable_cores(), m))) as pool:
+        models = pool.map(lambda idx: regressors.fit(name, X[idx], y[idx], leaf), samples)
+        for model in models:
+            for i in np.argsort(model.predict(cand), kind="stable"):
+                w = on_grid(cand[i])
+                if not len(seen) or np.abs(seen - w).max(1).min() >= 1e-4:  # not on a run's grid point
+                    break
+            seen = np.vstack([seen, w])
+            proposals.append(w)
+    return np.array(proposals)
+
+
+# -----------------------------------------------------------------------------
 # plots (matplotlib, headless)
 
 def _plt():
@@ -489,8 +539,16 @@ def _plt():
     return plt
 
 
-def plot_fit(path, y, held, target, fit):
-    """Predicted against measured held-out loss, one panel per regressor."""
+def run_rounds(out, runs):
+    """The round of each run (OUT/mixtures.csv's round column; 1 where it says none), for the plots."""
+    path = os.path.join(out, "mixtures.csv")
+    rounds = {r["run"]: int(r.get("round") or 1) for r in read_csv(path)} if os.path.exists(path) else {}
+    return np.array([rounds.get(run, 1) for run in runs])
+
+
+def plot_fit(path, y, held, target, fit, rounds=None):
+    """Predicted against measured held-out loss, one panel per regressor; runs coloured by round
+    when the sweep was searched in rounds."""
     plt = _plt()
     n = len(held)
     cols = min(n, 3)
@@ -498,13 +556,20 @@ def plot_fit(path, y, held, target, fit):
     fig, axes = plt.subplots(rows, cols, figsize=(3.6 * cols, 3.6 * rows), squeeze=False)
     lo = min(y.min(), min(p.min() for p in held.values()))
     hi = max(y.max(), max(p.max() for p in held.values()))
+    by_round = rounds is not None and len(set(rounds)) > 1
     for ax, (name, p) in zip(axes.flat, held.items()):
-        ax.scatter(y, p, s=8, alpha=0.7, color="C1" if name == fit["chosen"] else "C0")
+        if by_round:
+            for r in sorted(set(rounds)):
+                ax.scatter(y[rounds == r], p[rounds == r], s=8, alpha=0.7, color=f"C{r - 1}", label=f"round {r}")
+        else:
+            ax.scatter(y, p, s=8, alpha=0.7, color="C1" if name == fit["chosen"] else "C0")
         ax.plot([lo, hi], [lo, hi], "k--", lw=1)
         ax.set_title(f"{name}{' (chosen)' if name == fit['chosen'] else ''}: rho {fit['regressors'][name]['spearman']:.3f}",
                      fontsize=9)
         ax.set_xlabel(f"measured {target} loss", fontsize=8)
         ax.set_ylabel("predicted", fontsize=8)
+    if by_round:
+        axes.flat[0].legend(fontsize=7)
     for ax in list(axes.flat)[n:]:
         ax.axis("off")
     fig.suptitle(f"RegMix fit, {fit['evaluation']}", fontsize=10)
@@ -513,15 +578,21 @@ def plot_fit(path, y, held, target, fit):
     plt.close(fig)
 
 
-def plot_mixture(path, names, weights, prior, target):
+def plot_mixture(path, names, weights, prior, target, X=None, rounds=None):
+    """The chosen mixture beside the prior; after a search in rounds, each run's weights as dots
+    coloured by round, to show where the later rounds went."""
     plt = _plt()
     fig, ax = plt.subplots(figsize=(max(5, 0.5 * len(names)), 4))
     x = np.arange(len(names))
     ax.bar(x - 0.2, prior, 0.4, label="natural (prior)")
     ax.bar(x + 0.2, weights, 0.4, label=f"RegMix (min {target} loss)")
+    if rounds is not None and len(set(rounds)) > 1:
+        for r in sorted(set(rounds)):
+            ax.scatter(x[None, :] + 0.2 + 0.05 * (r - 1) + np.zeros((int((rounds == r).sum()), 1)), X[rounds == r],
+                       s=6, alpha=0.5, color=f"C{r + 1}", label=f"round {r} runs")
     ax.set_xticks(x, names, rotation=45, ha="right")
     ax.set_ylabel("weight")
-    ax.legend()
+    ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)

@@ -20,7 +20,7 @@ def test_whole_loop_and_compare(corpus_dir, tmp_path, capsys):
     assert "=== RegMix on" in printed and "held-out Spearman rho" in printed and "all stages took" in printed
 
     mixtures = list(csv.DictReader(open(os.path.join(out, "mixtures.csv"))))
-    assert len(mixtures) == 12 and list(mixtures[0]) == ["run", "weight.alpha", "weight.beta", "weight.gamma"]
+    assert len(mixtures) == 12 and list(mixtures[0]) == ["run", "round", "weight.alpha", "weight.beta", "weight.gamma"]
     results = list(csv.DictReader(open(os.path.join(out, "results.csv"))))
     assert len(results) == 12 and len(os.listdir(os.path.join(out, "runs"))) == 12
     assert list(results[0]) == ["run", "weight.alpha", "weight.beta", "weight.gamma", "loss.alpha", "loss.beta",

@@ -1,0 +1,126 @@
+"""Search in rounds: --rounds R in --stage all, and --stage mixtures --next M by hand."""
+import csv
+import json
+import os
+import shutil
+
+import numpy as np
+import pytest
+
+import regmix
+import regression
+
+DATA = os.path.join(os.path.dirname(__file__), "data")
+SMALL = ["--model", "tiny", "--steps", "4", "--batch-size", "4", "--micro-batch-size", "4", "--block-size", "16",
+         "--eval-seqs", "4", "--warmup", "1", "--samples", "20000", "--top-k", "10", "--bootstrap", "0", "--regressor", "linear"]
+
+
+def rows(path):
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def weights(rs, names):
+    return np.array([[float(r[f"weight.{d}"]) for d in names] for r in rs])
+
+
+def test_round_sizes_spend_the_budget():
+    assert regmix.round_sizes(512, 1) == [512]
+    assert regmix.round_sizes(48, 3) == [24, 12, 12]
+    assert regmix.round_sizes(25, 3) == [12, 7, 6]
+    for n, r in [(48, 2), (64, 4), (27, 12)]:
+        sizes = regmix.round_sizes(n, r)
+        assert sum(sizes) == n and len(sizes) == r and min(sizes) >= 1
+    with pytest.raises(regmix.DataError, match="--rounds 2 with --n-mixtures 19: the first round's 9 runs"):
+        regmix.round_sizes(19, 2)
+    with pytest.raises(regmix.DataError, match="--rounds 17 with --n-mixtures 30"):
+        regmix.round_sizes(30, 17)
+    with pytest.raises(regmix.DataError, match="--rounds 0"):
+        regmix.round_sizes(8, 0)
+
+
+def test_a_proposal_never_repeats_a_run_or_another_proposal():
+    # noiseless linear losses: every refit ranks the candidates alike, so each proposal after the
+    # first must fall back to the next best candidate
+    rng = np.random.default_rng(0)
+    c = np.array([1.0, 2.0, 3.0, 4.0])
+    X = regression.on_grid(rng.dirichlet(np.ones(4), 30))
+    cand = regression.on_grid(rng.dirichlet(np.ones(4), 2000))
+    order = cand[np.argsort(cand @ c, kind="stable")]
+    taken = np.vstack([X, order[:1]])  # the very best candidate is already a run
+    p = regression.propose("linear", X, X @ c, None, cand, 6, 1, taken)
+    assert p.shape == (6, 4) and np.allclose(p.sum(1), 1)
+    assert np.allclose(p, order[1:7], atol=1e-3)  # each put on the grid again
+    assert not any(np.allclose(w, t) for w in p for t in taken)
+    assert np.array_equal(p, regression.propose("linear", X, X @ c, None, cand, 6, 1, taken))  # a seed, the same
+
+
+def test_next_from_results_elsewhere_without_data(tmp_path, capsys):
+    """A user with 24 of the paper's runs and its prior, no data folder: what to train next."""
+    results = tmp_path / "res.csv"
+    with open(os.path.join(DATA, "paper_train_1m.csv")) as f:
+        results.write_text("".join(f.readlines()[:25]))
+    prior = os.path.join(DATA, "paper_prior.json")
+    made = []
+    for name in ("a", "b"):
+        out = str(tmp_path / name)
+        common = ["--data", str(tmp_path / "nothing"), "--out", out, "--target", "pile_cc"]
+        regmix.main(["--stage", "fit", "--results", str(results), "--regressor", "lightgbm", *common])
+        regmix.main(["--stage", "mixtures", "--next", "5", "--prior", prior, *common])
+        made.append(rows(os.path.join(out, "mixtures.csv")))
+        with pytest.raises(SystemExit, match="5 mixture.s. have no result yet .run 25, 26"):
+            regmix.main(["--stage", "mixtures", "--next", "5", "--prior", prior, *common])
+    assert made[0] == made[1]  # deterministic for a seed
+    new = made[0]
+    assert [r["run"] for r in new] == ["25", "26", "27", "28", "29"] and {r["round"] for r in new} == {"2"}
+    res = regression.Results(str(results))
+    w = weights(new, res.domains)
+    assert np.allclose(w.sum(1), 1, atol=1e-6)
+    assert not any(np.allclose(a, b) for a in w for b in res.X)
+    # within simulate's constraints: 15x the prior, and no weight beyond what the proxies tried
+    p = json.load(open(prior))
+    p = np.array([p[d] for d in res.domains])
+    assert (w <= np.minimum(15 * p / p.sum(), res.X.max(0)) + 2e-4).all()
+
+
+def test_rounds_in_stage_all_resume_mid_round_and_next_by_shards(corpus_dir, tmp_path, capsys):
+    out = str(tmp_path / "out")
+    cmd = ["--stage", "all", "--data", corpus_dir, "--out", out, "--n-mixtures", "20", "--rounds", "2", *SMALL]
+    regmix.main(cmd)
+    mix = rows(os.path.join(out, "mixtures.csv"))
+    assert list(mix[0])[:2] == ["run", "round"]
+    assert [r["round"] for r in mix] == ["1"] * 10 + ["2"] * 10 and [r["run"] for r in mix] == [str(i) for i in range(20)]
+    names = ["alpha", "beta", "gamma"]
+    assert len({tuple(w) for w in weights(mix, names)}) == 20
+    fit = json.load(open(os.path.join(out, "fit.json")))
+    assert fit["n_train"] == 20 and sorted(fit["runs"], key=int) == [str(i) for i in range(20)]
+    assert "round 2 of 2" in capsys.readouterr().out
+
+    # killed in round 2: two of its runs never finished; the rerun trains those two and proposes nothing new
+    for run in (15, 19):
+        os.remove(regmix.run_file(out, run))
+    res = [r for r in rows(os.path.join(out, "results.csv")) if r["run"] not in ("15", "19")]
+    regmix.write_csv(os.path.join(out, "results.csv"), res, list(res[0]))
+    kept = os.path.getmtime(regmix.run_file(out, 16))
+    regmix.main(cmd)
+    assert rows(os.path.join(out, "mixtures.csv")) == mix
+    assert os.path.getmtime(regmix.run_file(out, 16)) == kept
+    assert os.path.exists(regmix.run_file(out, 15)) and os.path.exists(regmix.run_file(out, 19))
+    assert "round 2 of 2" not in capsys.readouterr().out
+
+    # by hand: a third round, trained by two shards of a job array
+    regmix.main(["--stage", "mixtures", "--next", "3", "--data", corpus_dir, "--out", out, *SMALL])
+    third = rows(os.path.join(out, "mixtures.csv"))[20:]
+    assert [r["run"] for r in third] == ["20", "21", "22"] and {r["round"] for r in third} == {"3"}
+    for i in range(2):
+        regmix.main(["--stage", "proxy", "--data", corpus_dir, "--out", out, "--shard", f"{i}/2", "--workers", "1", *SMALL])
+    trained = rows(os.path.join(out, "results.csv"))
+    assert sorted(int(r["run"]) for r in trained) == list(range(23))
+    regmix.main(["--stage", "fit", "--data", corpus_dir, "--out", out, *SMALL])
+    assert json.load(open(os.path.join(out, "fit.json")))["n_train"] == 23
+
+    # the same command in a fresh folder proposes the same rounds
+    again = str(tmp_path / "again")
+    shutil.rmtree(again, ignore_errors=True)
+    regmix.main([*cmd[:5], again, *cmd[6:]])
+    assert rows(os.path.join(again, "mixtures.csv")) == mix
