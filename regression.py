@@ -546,6 +546,10 @@ def run_rounds(out, runs):
     return np.array([rounds.get(run, 1) for run in runs])
 
 
+def round_color(r):
+    return f"C{(r + 1) % 10}"  # C0 and C1 are the mixture plot's bars
+
+
 def plot_fit(path, y, held, target, fit, rounds=None):
     """Predicted against measured held-out loss, one panel per regressor; runs coloured by round
     when the sweep was searched in rounds."""
@@ -560,7 +564,7 @@ def plot_fit(path, y, held, target, fit, rounds=None):
     for ax, (name, p) in zip(axes.flat, held.items()):
         if by_round:
             for r in sorted(set(rounds)):
-                ax.scatter(y[rounds == r], p[rounds == r], s=8, alpha=0.7, color=f"C{r - 1}", label=f"round {r}")
+                ax.scatter(y[rounds == r], p[rounds == r], s=8, alpha=0.7, color=round_color(r), label=f"round {r}")
         else:
             ax.scatter(y, p, s=8, alpha=0.7, color="C1" if name == fit["chosen"] else "C0")
         ax.plot([lo, hi], [lo, hi], "k--", lw=1)
@@ -589,7 +593,7 @@ def plot_mixture(path, names, weights, prior, target, X=None, rounds=None):
     if rounds is not None and len(set(rounds)) > 1:
         for r in sorted(set(rounds)):
             ax.scatter(x[None, :] + 0.2 + 0.05 * (r - 1) + np.zeros((int((rounds == r).sum()), 1)), X[rounds == r],
-                       s=6, alpha=0.5, color=f"C{r + 1}", label=f"round {r} runs")
+                       s=6, alpha=0.5, color=round_color(r), label=f"round {r} runs")
     ax.set_xticks(x, names, rotation=45, ha="right")
     ax.set_ylabel("weight")
     ax.legend(fontsize=8)
