@@ -217,14 +217,16 @@ def texts(path, skips, text_key):
 # sources
 
 def shard_docs(files, skips, domain_key, text_key="text"):
-    """Shards whose records carry their own domain at `domain_key` (a dotted path)."""
+    """Shards whose records carry their own domain at `domain_key` (a dotted path; None: records
+    without one, all 'unlabelled', for prepare.py --cluster)."""
     for path in files:
         if not os.path.isfile(path):
             raise DataError(f"{path}: no such file")
         if not path.endswith(RECORD_SUFFIXES):
             raise DataError(f"{path}: unknown format; shards are {', '.join('*' + s for s in RECORD_SUFFIXES)}")
-        for where, obj in records(path, skips, [(text_key, "--text-key"), (domain_key, "--domain-key")]):
-            name, text = lookup(obj, domain_key), lookup(obj, text_key)
+        keys = [(text_key, "--text-key")] + ([(domain_key, "--domain-key")] if domain_key else [])
+        for where, obj in records(path, skips, keys):
+            name, text = lookup(obj, domain_key) if domain_key else "unlabelled", lookup(obj, text_key)
             if not isinstance(name, str) or not name.strip():
                 skips.add(where, f"no {domain_key}")
             elif not isinstance(text, str):

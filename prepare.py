@@ -23,6 +23,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
+import clusters
 from corpora import Skips, default_docs, domain_slug, folder_docs, pile_docs, shard_docs, slug
 from data import DataError, TokenWriter, atomic_write_json, make_dir, read_tokens
 
@@ -348,14 +349,29 @@ def main(argv=None):
     p.add_argument("--val-max-tokens", type=int, default=2**21, help="cap on a domain's validation tokens; the rest trains")
     p.add_argument("--max-bytes", type=int, default=2_000_000, help="embedded corpus only: text per domain")
     p.add_argument("--threads", type=int, default=os.cpu_count(), help="tokenizer threads")
+    c = p.add_argument_group("domains for a corpus without them (clusters.py)")
+    c.add_argument("--cluster", type=int, default=None, metavar="K",
+                   help="cluster the documents into K domains (labels of --input folders or --pile are ignored; "
+                        "--shards need no --domain-key); writes OUT/clusters.csv and the clustering")
+    c.add_argument("--clusters-from", default=None, metavar="DATA_DIR",
+                   help="assign the documents to the clusters of a folder prepared with --cluster")
+    c.add_argument("--cluster-sample", type=int, default=clusters.SAMPLE,
+                   help="documents the clustering is fitted on, a uniform sample of the input")
+    c.add_argument("--cluster-model", default=None, metavar="DIR",
+                   help="a local Hugging Face / sentence-transformers model folder to embed documents with "
+                        "(default: TF-IDF of words, no model)")
+    c.add_argument("--seed", type=int, default=0, help="seed of the cluster sample and of k-means")
     args = p.parse_args(argv)
 
     embedded = not (args.pile or args.shards or args.input)
     out = args.out or ("data/default" if embedded else None)
     if out is None:
         p.error("--out DIR is required with --pile, --shards or --input")
-    if bool(args.shards) != bool(args.domain_key):
-        p.error("--shards and --domain-key go together (--pile needs neither)")
+    clustered = args.cluster is not None or args.clusters_from is not None
+    if args.cluster is not None and args.clusters_from:
+        p.error("--cluster K fits new clusters, --clusters-from reuses saved ones: pass one of them")
+    if bool(args.shards) != bool(args.domain_key) and not (clustered and args.shards):
+        p.error("--shards and --domain-key go together (--pile needs neither; with --cluster K, --shards need no key)")
     vocab = args.vocab_size or (4096 if embedded and args.tokenizer == "gpt2" else None)
     eval_only = set(slug(n) for n in args.eval_only) | ({"numpy_docs"} if embedded else set())
     skips = Skips()
@@ -367,19 +383,37 @@ def main(argv=None):
         missing = [f for f in files if not os.path.isfile(f)]
         if missing:
             raise DataError(f"--{'pile' if args.pile else 'shards'} {missing[0]}: no such file")
-        if args.pile:
-            docs = pile_docs(args.pile, skips, args.text_key)
-        elif args.shards:
-            docs = shard_docs(args.shards, skips, args.domain_key, args.text_key)
-        elif args.input:
-            docs = folder_docs(args.input, skips, args.text_key)
-        else:
-            docs = default_docs(args.max_bytes)
-        skip = set(slug(n) for n in args.skip)
-        if skip:
-            docs = (doc for doc in docs if slug(doc[0]) not in skip)
+
+        def source(skips):
+            if args.pile:
+                docs = pile_docs(args.pile, skips, args.text_key)
+            elif args.shards:
+                docs = shard_docs(args.shards, skips, args.domain_key, args.text_key)
+            elif args.input:
+                docs = folder_docs(args.input, skips, args.text_key)
+            else:
+                docs = default_docs(args.max_bytes)
+            skip = set(slug(n) for n in args.skip)
+            return (doc for doc in docs if slug(doc[0]) not in skip) if skip else docs
+
+        docs = source(skips)
+        if clustered:  # the clusters become the domains; the stream is read once more, not tokenized
+            if args.clusters_from:
+                clustering = clusters.Clustering.load(args.clusters_from)
+            else:
+                sample, n = clusters.sample(source(Skips()), args.cluster_sample, args.seed)
+                print(f"clustering: {len(sample):,} of {n:,} documents, k-means with K = {args.cluster} on "
+                      + (f"the embeddings of {args.cluster_model}" if args.cluster_model else "TF-IDF of words"))
+                clustering = clusters.fit(sample, args.cluster, args.seed, args.cluster_model)
+            docs = clusters.assigned(docs, clustering, os.path.join(out, "clusters.csv"))
         meta = prepare(docs, out, enc, eval_only=eval_only, val_fraction=args.val_fraction,
                        val_max_tokens=args.val_max_tokens, skips=skips)
+        if clustered:
+            clustering.save(out)
+            meta["clusters"] = {clusters.name(i): dict(documents=meta["domains"].get(clusters.name(i), {}).get("documents", 0),
+                                                       terms=terms)
+                                for i, terms in enumerate(clusters.describe(clustering))}
+            atomic_write_json(os.path.join(out, "meta.json"), meta)
     except DataError as e:
         sys.exit(f"error: {e}")
     summary(out, meta, time.time() - t0)
