@@ -6,6 +6,7 @@ Tokenize a corpus into per-domain token files (see data.py for the format) and m
     python prepare.py --shards *.jsonl.zst --domain-key meta.redpajama_set_name --out data/slimpajama
     python prepare.py --input my_domains/ --out data/mine --eval-only my_target
     python prepare.py --pile ... --tokenizer gptneox/tokenizer.json --out data/pile_neox
+    python prepare.py --shards web/*.jsonl.zst --cluster 16 --out data/web   # no domains: K clusters (clusters.py)
 
 The readers of every corpus format are in corpora.py. The prior of RegMix, each domain's natural
 share of training tokens, is computed here and written to meta.json, so nothing downstream

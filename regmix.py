@@ -8,6 +8,8 @@ RegMix: data mixture as regression (Liu et al., ICLR 2025), one stage at a time.
     python regmix.py --stage simulate     # best of 1M predicted mixtures      -> out/mixture.json
     python regmix.py --stage train --model 1b --mixture out/mixture.json      # the target model
     python regmix.py --stage all          # mixtures -> proxy -> fit -> simulate
+    python regmix.py --stage all --rounds 4           # the same budget in rounds (README: search in rounds)
+    python regmix.py --stage mixtures --next M        # after a fit: M mixtures it proposes, a new round
     python regmix.py --stage compare      # train on the chosen and the natural mixture, measure both
 
 Defaults are the paper's (1M proxies: 1000 steps x 512 x 2048 tokens; 1B target: 25,000 steps).
@@ -199,7 +201,7 @@ def stage_next(args, domains=None, m=None):
                         "(--no-bound, --extrapolate, --max-epochs)")
     taken = np.vstack([X] + [np.array([[float(x.get(f"weight.{d}") or 0) for d in names] for x in rows])] if rows else [X])
     name = fit["chosen"] if args.regressor == "auto" else args.regressor
-    w = regression.propose(name, X, y, fit["min_data_in_leaf"], cand, m, [args.seed, r], taken)
+    w = regression.propose(name, X, y, fit["min_data_in_leaf"], cand, m, [args.seed, r, 1], taken)
     ids = [int(x) for x in results.runs + [x["run"] for x in rows] if x.lstrip("-").isdigit()]
     start = max(max(ids, default=-1) + 1, len(results.runs))  # beyond every run id, numeric or not
     cols = mixture_columns(names)
