@@ -146,7 +146,9 @@ def read_rounds(path):
 def stage_mixtures(args, domains=None):
     """The first round: write OUT/mixtures.csv, or check that the one already there begins with the
     mixtures these settings make. Works from --prior alone, without a --data folder."""
-    if args.next:
+    if args.next is not None:
+        if args.next < 1:
+            raise DataError(f"--next {args.next}: the number of mixtures to propose must be at least 1")
         return stage_next(args, domains)
     if domains is not None:
         names = domains.trainable
@@ -199,7 +201,8 @@ def stage_next(args, domains=None, m=None):
     if len(cand) < m:
         raise DataError(f"only {len(cand)} candidates within the constraints for --next {m}; relax them "
                         "(--no-bound, --extrapolate, --max-epochs)")
-    taken = np.vstack([X] + [np.array([[float(x.get(f"weight.{d}") or 0) for d in names] for x in rows])] if rows else [X])
+    written = np.array([[float(x.get(f"weight.{d}") or 0) for d in names] for x in rows]).reshape(-1, len(names))
+    taken = np.vstack([X, written])  # every run with a result, and every mixture of the file
     name = fit["chosen"] if args.regressor == "auto" else args.regressor
     w = regression.propose(name, X, y, fit["min_data_in_leaf"], cand, m, [args.seed, r, 1], taken)
     ids = [int(x) for x in results.runs + [x["run"] for x in rows] if x.lstrip("-").isdigit()]

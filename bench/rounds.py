@@ -36,6 +36,9 @@ p.add_argument("--seeds", type=int, default=20, help="independent repetitions (f
 p.add_argument("--budget", type=int, default=48, help="proxy runs per strategy, every round together")
 p.add_argument("--rounds", type=int, default=3, help="rounds of the round-based strategies (split as regmix.round_sizes)")
 p.add_argument("--noise", type=float, default=0.02, help="sd of a proxy's measured loss around the oracle's")
+p.add_argument("--proxy-range", action=argparse.BooleanOptionalAction, default=True,
+               help="proposals within the largest weight each domain had in a run so far (--no-proxy-range: "
+                    "only within 15x the prior, as --next --extrapolate)")
 p.add_argument("--strategies", nargs="+", default=["thompson", "naive"], help="round-based strategies to compare")
 args = p.parse_args()
 
@@ -61,24 +64,27 @@ def fit(X, y):
         return regressors.fit("ensemble", X, y, regressors.leaf_size(len(y)))
 
 
-def candidates(X, rng, n=100_000):
+def candidates(X, rng, n=100_000, proxy_range=True):
+    """Dirichlet(prior) mixtures within 15x the prior and, as simulate (and --next without
+    --extrapolate) draws them, within the largest weight any run so far gave each domain."""
     c = regression.dirichlet(prior, rng, n)
-    return c[(c <= np.minimum(regression.availability(prior), X.max(0)) + 1e-12).all(1)]
+    cap = np.minimum(regression.availability(prior), X.max(0) if proxy_range else 1.0)
+    return c[(c <= cap + 1e-12).all(1)]
 
 
 def thompson(X, y, m, rng, r):
-    return regression.propose("ensemble", X, y, regressors.leaf_size(len(y)), candidates(X, rng), m,
-                              int(rng.integers(1 << 31)), X)
+    return regression.propose("ensemble", X, y, regressors.leaf_size(len(y)), candidates(X, rng, proxy_range=args.proxy_range),
+                              m, int(rng.integers(1 << 31)), X)
 
 
 def naive(X, y, m, rng, r):
-    c = candidates(X, rng)
+    c = candidates(X, rng, proxy_range=args.proxy_range)
     top = c[np.argsort(fit(X, y).predict(c))[:100 if r == 2 else 50]]
     return regression.on_grid(top[rng.choice(len(top), m, replace=False)])
 
 
 def ucb(X, y, m, rng, r, refits=10):
-    c = candidates(X, rng, 50_000)
+    c = candidates(X, rng, 50_000, proxy_range=args.proxy_range)
     P = np.array([fit(X[i], y[i]).predict(c) for i in (rng.integers(0, len(y), len(y)) for _ in range(refits))])
     return regression.on_grid(c[np.argsort(P.mean(0) - P.std(0))[:m]])
 
