@@ -182,8 +182,9 @@ def stage_next(args, domains=None, m=None):
     if domains is not None and sorted(names) != sorted(domains.trainable):
         raise DataError(f"{args.out}/fit.json was fitted on domains {', '.join(names)}, but {args.data} trains "
                         f"{', '.join(domains.trainable)}: use the --data of that fit, or fit again")
-    results = regression.Results(fit["results"])
+    results = regression.Results(fit["results"], fit.get("metrics"))
     X, y, _ = results.target(fit["target_weights"])
+    y = regression.orient(y, fit.get("ceiling"))  # lower is better, as fitted
     if sorted(fit.get("runs", [])) != sorted(results.runs):
         raise DataError(f"{args.out}/fit.json predates {results.path} (other runs); run --stage fit first, "
                         "so that the proposals use every result")
@@ -443,12 +444,13 @@ def summary(args):
         mix = json.load(f)
     nat, uni = mix["baselines"]["natural (prior)"], mix["baselines"]["uniform"]
     conf = mix.get("confidence")
-    print(f"\n=== RegMix on {args.data}: minimise {mix['target']} validation loss, with {mix['regressor']} ===")
+    goal = f"maximise {mix['target']}" if mix.get("maximize") else f"minimise {mix['target']} validation loss"
+    print(f"\n=== RegMix on {args.data}: {goal}, with {mix['regressor']} ===")
     print(f"{'domain':<14}{'regmix':>9}{'+/-':>7}{'natural':>9}{'uniform':>9}")
     for d, w in mix["weights"].items():
         spread = f"{conf['weights_std'][d]:>7.3f}" if conf else f"{'':>7}"
         print(f"{d:<14}{w:>9.3f}{spread}{nat['weights'][d]:>9.3f}{uni['weights'][d]:>9.3f}")
-    print(f"{'predicted loss':<14}{mix['predicted_loss']:>9.4f}{'':>7}{nat['predicted_loss']:>9.4f}{uni['predicted_loss']:>9.4f}")
+    print(f"{'predicted' if mix.get('maximize') else 'predicted loss':<14}{mix['predicted_loss']:>9.4f}{'':>7}{nat['predicted_loss']:>9.4f}{uni['predicted_loss']:>9.4f}")
     print(f"held-out Spearman rho ({fit['evaluation']}, {fit['n_test']} runs): "
           + ", ".join(f"{n} {m['spearman']:.3f}" for n, m in fit["regressors"].items()) + f"; chosen: {fit['chosen']}")
     if conf:
@@ -467,6 +469,9 @@ def stage_compare(args, domains):
     with open(path) as f:
         mix = json.load(f)
     target, tw = mix["target"], mix["target_weights"]
+    if mix.get("maximize") or any(d not in domains.names for d in tw):
+        raise DataError(f"{path}: its target ({target}) is not a validation loss of {args.data}; compare measures "
+                        "those. Train the chosen mixture (--stage train) and score it with your evaluation (--stage eval)")
     runs = {"regmix": mix["weights"], "natural": domains.meta["prior"],
             "uniform": {d: 1.0 for d in domains.trainable}}
     measured = {}
@@ -583,13 +588,19 @@ def get_args(argv=None):
 
     g = p.add_argument_group("fit")
     g.add_argument("--results", default=None, help="results table (default: OUT/results.csv)")
+    g.add_argument("--metrics", default=None, metavar="FILE",
+                   help="the measurements of each run, when --results holds only the mixtures (Olmix's metrics.csv "
+                        "beside its ratios.csv), joined on the run column")
+    g.add_argument("--maximize", action="store_true",
+                   help="the target is a metric to maximise (accuracy): higher is better in fit, simulate, --next "
+                        "and mixture.json")
     g.add_argument("--test", default=None, help="a held-out results table; without it, 5-fold cross-validation")
     g.add_argument("--regressor", default="auto", choices=["auto", *regressors.NAMES],
                    help="the regressor to fit and choose (auto: fit all, choose by cross-validated Spearman, "
                         "see README); simulate: the one to search (auto: the one fit chose)")
     g.add_argument("--min-data-in-leaf", type=int, default=None,
-                   help="LightGBM's min_data_in_leaf (default: the paper's 20 from 120 runs on, 5 below, "
-                        "where 20-row leaves leave trees almost no split)")
+                   help="LightGBM's min_data_in_leaf (default: the paper's 20 from 120 runs and 10 per domain on, "
+                        "5 below, where 20-row leaves leave trees almost no split)")
 
     g = p.add_argument_group("simulate")
     g.add_argument("--samples", type=int, default=1_000_000, help="random candidate mixtures to score")
@@ -603,6 +614,8 @@ def get_args(argv=None):
                    help="tokens of the target run; with --max-epochs, caps each domain at "
                         "max-epochs x its training tokens / target-tokens")
     g.add_argument("--max-epochs", type=float, default=4.0, help="how often the target run may repeat a domain")
+    g.add_argument("--tokens", default=None, metavar="FILE",
+                   help="JSON domain -> training tokens for --target-tokens without a --data folder (Olmix's tokens.json)")
     g.add_argument("--optimize", action="store_true",
                    help="with a smooth regressor, optimise it on the simplex within the caps, starting "
                         "from the simulated mixture (which mixture.json also keeps)")

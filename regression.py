@@ -33,22 +33,58 @@ ENOUGH_RUNS = 150      # ... on a sweep of at least this many runs (README: meas
 # -----------------------------------------------------------------------------
 # results tables and targets
 
-class Results:
-    """A results table: weight.<domain> columns (the mixture) and loss.<domain> columns."""
+META_COLUMNS = {"", "run", "name", "index", "seed", "tokens", "seconds", "failed"}  # never a weight or a metric
 
-    def __init__(self, path):
-        if not os.path.exists(path):
-            raise DataError(f"{path}: no such results table; run --stage proxy first, or pass --results")
-        rows = read_csv(path)
-        if not rows:
-            raise DataError(f"{path}: the table has no rows")
+
+class Results:
+    """A table of proxy runs: each run's mixture and what was measured. Three layouts are read:
+
+    ours         run, weight.<domain> ..., loss.<domain> ... (results.csv)
+    one table    train_the_<domain> weights, every other numeric column a metric (CLIMB's sweeps,
+                 the paper's mixture files)
+    two tables   <domain> weight columns (Olmix's ratios.csv) and --metrics FILE with the metrics
+                 (Olmix's metrics.csv), joined on run; columns run, name, index and an unnamed
+                 index are metadata
+
+    Metrics keep their names as the file spells them (arc_easy:rc::olmes, valid_avg); inside they
+    are loss.<metric> like our validation losses. Weights are renormalised where a row sums to 1
+    within 0.02 (rounded shares), an error otherwise."""
+
+    def __init__(self, path, metrics=None):
+        rows = self._read(path)
         cols = list(rows[0])
         self.path = path
+        if any(c.startswith("weight.") for c in cols):
+            if metrics:
+                raise DataError(f"--metrics {metrics}: {path} already holds loss.<domain> columns; leave --metrics out")
+        elif any(c.startswith("train_the_") for c in cols):
+            numeric = self._numeric(path, rows, [c for c in cols if c not in META_COLUMNS])
+            rows = [dict(run=r.get("run", str(i)), **{f"weight.{c[len('train_the_'):]}": r[c] for c in numeric
+                                                     if c.startswith("train_the_")},
+                         **{f"loss.{c}": r[c] for c in numeric if not c.startswith("train_the_")})
+                    for i, r in enumerate(rows)]
+        else:
+            weights = self._numeric(path, rows, [c for c in cols if c not in META_COLUMNS])
+            if not metrics or "run" not in cols:
+                raise DataError(f"{path}: no weight.<domain> or train_the_<domain> columns. If it holds one weight "
+                                "column per domain (as Olmix's ratios.csv), pass the measurements with --metrics FILE "
+                                "(joined on a 'run' column); our own layout is run, weight.<domain>..., loss.<domain>...")
+            found = self._read(metrics)
+            if "run" not in found[0]:
+                raise DataError(f"--metrics {metrics}: no 'run' column to join it with {path} on")
+            names = self._numeric(metrics, found, [c for c in found[0] if c not in META_COLUMNS])
+            by_run = {r["run"]: r for r in found}
+            missing = [r["run"] for r in rows if r["run"] not in by_run]
+            if missing:
+                raise DataError(f"--metrics {metrics}: no row for run {missing[0]} of {path} ({len(missing)} runs lack one)")
+            rows = [dict(run=r["run"], **{f"weight.{c}": r[c] for c in weights},
+                         **{f"loss.{c}": by_run[r["run"]][c] for c in names}) for r in rows]
+        cols = list(rows[0])
         self.domains = [c[len("weight."):] for c in cols if c.startswith("weight.")]
         self.loss_domains = [c[len("loss."):] for c in cols if c.startswith("loss.")]
         if not self.domains or not self.loss_domains:
-            raise DataError(f"{path}: expected weight.<domain> and loss.<domain> columns "
-                            "(the paper's layout converts with: python regression.py paper2csv ...)")
+            raise DataError(f"{path}: expected weight.<domain> and loss.<domain> columns (or another tool's layout, "
+                            "see README: fit); the paper's release converts with: python regression.py paper2csv ...")
         self.rows = rows
         self.runs = [r.get("run", str(i)) for i, r in enumerate(rows)]
         seen = {}
@@ -57,10 +93,39 @@ class Results:
                 raise DataError(f"{path}: run {run} appears twice (rows {seen[run] + 1} and {i + 1}); keep one row per run")
             seen[run] = i
         self.X = self._floats("weight.", self.domains)
-        bad = np.abs(self.X.sum(1) - 1) > 1e-2
+        if not np.isfinite(self.X).all():
+            i, j = np.argwhere(~np.isfinite(self.X))[0]
+            raise DataError(f"{path}: run {self.runs[i]} has no weight for '{self.domains[j]}'; every run needs one per domain")
+        sums = self.X.sum(1)
+        bad = np.abs(sums - 1) > 0.02
         if bad.any():
             i = int(np.argmax(bad))
-            raise DataError(f"{path}: the weights of run {self.runs[i]} sum to {self.X[i].sum():.4f}, not 1")
+            percent = " (percentages? divide the weights by 100)" if abs(sums[i] - 100) <= 2 else ""
+            raise DataError(f"{path}: the weights of run {self.runs[i]} sum to {sums[i]:.4f}{percent}, not 1 (within 0.02)")
+        self.X /= sums[:, None]
+
+    @staticmethod
+    def _read(path):
+        if not os.path.exists(path):
+            raise DataError(f"{path}: no such results table; run --stage proxy first, or pass --results")
+        rows = read_csv(path)
+        if not rows:
+            raise DataError(f"{path}: the table has no rows")
+        return rows
+
+    @staticmethod
+    def _numeric(path, rows, cols):
+        """The columns whose every non-empty value is a number (text columns are labels, not data)."""
+        def number(v):
+            try:
+                float(v)
+                return True
+            except (TypeError, ValueError):
+                return v in ("", None)
+        keep = [c for c in cols if all(number(r[c]) for r in rows)]
+        if not keep:
+            raise DataError(f"{path}: no numeric columns")
+        return keep
 
     def _floats(self, prefix, names):
         try:
@@ -117,9 +182,17 @@ def paper2csv(mixture_csv, loss_csv, out_csv):
     def read(path):
         with open(path, newline="") as f:
             return {r["index"]: r for r in csv.DictReader(f)}
+    for path in filter(None, (mixture_csv, loss_csv)):
+        with open(path, newline="") as f:
+            if "index" not in (csv.DictReader(f).fieldnames or []):
+                raise DataError(f"{path}: not the paper's release (no 'index' column). Other tools' sweeps need no "
+                                "conversion: python regmix.py --stage fit --results FILE [--metrics FILE] (README: fit)")
     mix = read(mixture_csv)
     loss = read(loss_csv) if loss_csv else {idx: {} for idx in mix}
     wcols = [c for c in next(iter(mix.values())) if c.startswith("train_the_pile_")]
+    if not wcols:
+        raise DataError(f"{mixture_csv}: no train_the_pile_<domain> columns: not the paper's release. Other tools' "
+                        "sweeps need no conversion: python regmix.py --stage fit --results FILE [--metrics FILE]")
     lcols = [c for c in next(iter(loss.values())) if c.startswith("metric/the_pile_") and c.endswith("_val_loss")]
     rows = []
     for idx in sorted(set(mix) & set(loss), key=int):
@@ -218,7 +291,7 @@ def load_regressor(out, name):
 
 def stage_fit(args, domains=None):
     out = args.out
-    results = Results(args.results or os.path.join(out, "results.csv"))
+    results = Results(args.results or os.path.join(out, "results.csv"), args.metrics)
     spec, tw = target_weights(args.target, results.loss_domains, results.domains, results.path)
     if spec is None:
         raise DataError(f"{results.path}: which loss to minimise? pass --target (one of {', '.join(results.loss_domains)}, "
@@ -229,7 +302,9 @@ def stage_fit(args, domains=None):
         raise DataError(f"{results.path}: {len(y)} usable runs; a fit needs at least {MIN_RUNS} (run more proxies)")
     if np.ptp(y) == 0:
         raise DataError(f"{results.path}: loss.{spec} is the same in every run; nothing to fit")
-    leaf = regressors.leaf_size(len(y), args.min_data_in_leaf)
+    ceiling = float(np.max(y) + 0.05 * np.ptp(y)) if args.maximize else None
+    measured, y = y, orient(y, ceiling)  # what was measured; what is fitted (lower is better)
+    leaf = regressors.leaf_size(len(y), args.min_data_in_leaf, len(results.domains))
     if len(y) < 4 * leaf and args.regressor in ("auto", "lightgbm", "ensemble"):
         print(f"warning: {len(y)} runs for min_data_in_leaf {leaf}: LightGBM's trees can barely split; "
               "run more proxies or lower --min-data-in-leaf", file=sys.stderr)
@@ -252,14 +327,15 @@ def stage_fit(args, domains=None):
         held = predictions(singles, X, y, Xt, leaf=leaf, members=members)
         how = f"held-out table {args.test}"
     else:
-        y_true, held, how = y, cv, f"{FOLDS}-fold cross-validation"
+        y_true, held, how = measured, cv, f"{FOLDS}-fold cross-validation"
+    held = {n: orient(p, ceiling) for n, p in held.items()}  # predictions of the target as given
     scores = {n: metrics(y_true, p) for n, p in held.items()}
     cv_rho = {n: metrics(y, p)["spearman"] for n, p in cv.items()}
     chosen = choose(cv_rho, len(y)) if args.regressor == "auto" else args.regressor
 
     fit = dict(target=spec, target_weights=tw, n_train=len(y), n_test=len(y_true), evaluation=how,
                domains=results.domains, min_data_in_leaf=leaf, regressors=scores, cv_spearman=cv_rho, chosen=chosen,
-               results=results.path, runs=runs)
+               results=results.path, metrics=args.metrics, runs=runs, maximize=bool(args.maximize), ceiling=ceiling)
     if "ensemble" in held:
         fit["ensemble_members"] = members
     fit.update({n: scores[n] for n in ("lightgbm", "linear") if n in scores})  # the keys fit.json always had
@@ -272,7 +348,11 @@ def stage_fit(args, domains=None):
         save_regressor(out, regressors.Ensemble([models[m] for m in members]))
     atomic_write_json(os.path.join(out, "fit.json"), fit)
 
-    print(f"fit: loss.{spec} ~ {len(results.domains)} weights, {len(y)} runs; held out: {how} ({len(y_true)} runs)")
+    print(f"fit: {spec} ({'higher' if args.maximize else 'lower'} is better) ~ {len(results.domains)} weights, {len(y)} runs; "
+          f"held out: {how} ({len(y_true)} runs)")
+    if args.maximize:
+        print(f"  fitted as {ceiling:.4g} - {spec} (a ceiling just above the best run): lower is better and positive, "
+              "as every regressor and the search expect; predictions are turned back")
     print(f"{'regressor':<12}{'Spearman':>10}{'Pearson':>10}{'MSE':>12}{'R^2':>10}{'CV rho':>9}")
     for n, m in scores.items():
         print(f"{n:<12}{m['spearman']:>10.4f}{m['pearson']:>10.4f}{m['mse']:>12.3g}{m['r2']:>10.3f}{cv_rho[n]:>9.4f}"
@@ -341,7 +421,8 @@ def caps(prior, X, bound=True, target_tokens=None, max_epochs=4.0, train_tokens=
         if not max_epochs > 0:
             raise DataError(f"--max-epochs {max_epochs:g}: must be positive (how often a domain may repeat)")
         if train_tokens is None:
-            raise DataError("--target-tokens needs the data's meta.json (--data) for each domain's training tokens")
+            raise DataError("--target-tokens needs each domain's training tokens: a --data folder, or --tokens FILE "
+                            "(JSON domain -> tokens)")
         cap = np.minimum(max_epochs * train_tokens / target_tokens, 1.0)
         if cap.sum() < 1:
             raise DataError(f"--target-tokens {target_tokens:,}: the data holds {int(train_tokens.sum()):,} training "
@@ -360,7 +441,15 @@ def search_space(args, names, X, domains=None):
     meta = domains.meta if domains is not None else None
     prior = load_prior(args.prior, meta, names)
     train_tokens = None
-    if args.target_tokens is not None and meta is not None:
+    if args.target_tokens is not None and args.tokens:  # counts from elsewhere (Olmix's tokens.json), no data needed
+        counts = read_mixture(args.tokens)
+        unknown = [d for d in names if d not in counts]
+        if unknown:
+            raise DataError(f"--tokens {args.tokens}: no token count for '{unknown[0]}' (a domain of the fitted results)")
+        train_tokens = np.array([counts[d] for d in names], dtype=float)
+        if not (train_tokens > 0).all():
+            raise DataError(f"--tokens {args.tokens}: every domain's token count must be positive")
+    elif args.target_tokens is not None and meta is not None:
         unknown = [d for d in names if d not in meta["domains"]]
         if unknown:
             raise DataError(f"--target-tokens: the data ({args.data}) has no domain '{unknown[0]}' of the fitted results")
@@ -391,6 +480,13 @@ def top_k_mean(model, cand, k):
     return cand[np.argsort(scores, kind="stable")[:k]].mean(0)
 
 
+def orient(v, ceiling):
+    """A target to maximise is fitted and searched as ceiling - target (--maximize; ceiling just above
+    the best run, so it stays positive, as the mixing law's form needs); the same map turns
+    predictions back. None: a loss, as it is."""
+    return v if ceiling is None else ceiling - np.asarray(v, dtype=float)
+
+
 def read_fit(out):
     path = os.path.join(out, "fit.json")
     if not os.path.exists(path):
@@ -407,8 +503,10 @@ def stage_simulate(args, domains=None):
     if args.optimize and name in ("lightgbm", "ensemble"):
         raise DataError(f"--optimize needs a smooth regressor (linear, mixing_law, quadratic, gp), not {name}: "
                         "trees are flat between thresholds; pass --regressor too")
-    results = Results(fit["results"])
-    X, y, runs = results.target(tw)
+    results = Results(fit["results"], fit.get("metrics"))
+    X, measured, runs = results.target(tw)
+    ceiling = fit.get("ceiling")
+    y = orient(measured, ceiling)  # lower is better, as fitted
     prior, limits, cap = search_space(args, names, X, domains)
     # candidates as in the authors' notebook: Dirichlet with alpha = the prior, drawn in a thread
     # while the regressor loads (numpy's gamma draws release the GIL; importing LightGBM takes seconds)
@@ -438,8 +536,8 @@ def stage_simulate(args, domains=None):
     if args.optimize:
         weights = optimize_on_simplex(model, simulated, cap)
         optimized = dict(simulated_weights={d: float(w) for d, w in zip(names, simulated)},
-                         simulated_predicted_loss=float(model.predict(simulated[None])[0]))
-    predicted = model.predict(np.vstack([weights] + list(compare.values())))
+                         simulated_predicted_loss=float(orient(model.predict(simulated[None]), ceiling)[0]))
+    predicted = orient(model.predict(np.vstack([weights] + list(compare.values()))), ceiling)
     confidence = None
     if args.bootstrap:
         # the first 100,000 candidates within the constraints, and the same top fraction of them
@@ -452,12 +550,13 @@ def stage_simulate(args, domains=None):
                           predicted_loss_std=float(np.std(losses)),
                           mean_abs_change=float(np.abs(ws - simulated).sum(1).mean() / 2))  # total variation to it
     result = dict(weights={d: float(w) for d, w in zip(names, weights)}, predicted_loss=float(predicted[0]),
-                  n_samples=int(len(kept)), top_k=args.top_k, target=target, target_weights=tw, regressor=name,
+                  maximize=ceiling is not None, n_samples=int(len(kept)), top_k=args.top_k, target=target,
+                  target_weights=tw, regressor=name,
                   constraints={src: {d: float(x) for d, x in zip(names, c)} for src, c in limits.items()},
                   binding=binding, confidence=confidence, optimized=optimized,
                   baselines={k: dict(predicted_loss=float(p), weights={d: float(x) for d, x in zip(names, v)})
                              for (k, v), p in zip(compare.items(), predicted[1:])})
-    result["baselines"]["best proxy run"].update(run=runs[best_run], measured_loss=float(y[best_run]))
+    result["baselines"]["best proxy run"].update(run=runs[best_run], measured_loss=float(measured[best_run]))
     atomic_write_json(os.path.join(out, "mixture.json"), result)
 
     print(f"\nsimulate with {name}: {len(kept):,} of {len(cand):,} Dirichlet(prior) candidates within the "
@@ -468,15 +567,17 @@ def stage_simulate(args, domains=None):
         print(f"  optimised on the simplex within the caps (SLSQP from the simulated mixture): predicted "
               f"{predicted[0]:.4f}, simulated top-{args.top_k} mean {optimized['simulated_predicted_loss']:.4f}")
     cols = ["regmix"] + (["+/- (bootstrap)"] if confidence else []) + list(compare)
-    print(f"{'domain':<20}" + "".join(f"{c[:16]:>18}" for c in cols))
+    wide = max(20, 2 + max(len(d) for d in names))  # long names (Olmix's topics) keep the columns aligned
+    print(f"{'domain':<{wide}}" + "".join(f"{c[:16]:>18}" for c in cols))
     table = np.vstack([weights] + ([np.array(list(confidence["weights_std"].values()))] if confidence else [])
                       + list(compare.values()))
     for j, d in enumerate(names):
-        print(f"{d:<20}" + "".join(f"{table[i, j]:>18.4f}" for i in range(len(cols))))
+        print(f"{d:<{wide}}" + "".join(f"{table[i, j]:>18.4f}" for i in range(len(cols))))
     spread = [f"{confidence['predicted_loss_std']:.4f}"] if confidence else []
-    print(f"{'predicted ' + target:<20}"[:20] + "".join(f"{p:>18}" for p in [f"{predicted[0]:.4f}"] + spread
+    print(f"{'predicted ' + target:<{wide}}"[:wide] + "".join(f"{p:>18}" for p in [f"{predicted[0]:.4f}"] + spread
                                                        + [f"{p:.4f}" for p in predicted[1:]]))
-    plot_mixture(os.path.join(out, "mixture.png"), names, weights, prior, target, X, run_rounds(out, runs))
+    plot_mixture(os.path.join(out, "mixture.png"), names, weights, prior, f"{'max' if ceiling is not None else 'min'} {target}",
+                 X, run_rounds(out, runs))
     return result
 
 
@@ -589,7 +690,7 @@ def plot_mixture(path, names, weights, prior, target, X=None, rounds=None):
     fig, ax = plt.subplots(figsize=(max(5, 0.5 * len(names)), 4))
     x = np.arange(len(names))
     ax.bar(x - 0.2, prior, 0.4, label="natural (prior)")
-    ax.bar(x + 0.2, weights, 0.4, label=f"RegMix (min {target} loss)")
+    ax.bar(x + 0.2, weights, 0.4, label=f"RegMix ({target})")
     if rounds is not None and len(set(rounds)) > 1:
         for r in sorted(set(rounds)):
             ax.scatter(x[None, :] + 0.2 + 0.05 * (r - 1) + np.zeros((int((rounds == r).sum()), 1)), X[rounds == r],
@@ -603,9 +704,12 @@ def plot_mixture(path, names, weights, prior, target, X=None, rounds=None):
 
 
 if __name__ == "__main__":
-    if len(sys.argv) == 5 and sys.argv[1] == "paper2csv":
-        print(paper2csv(*sys.argv[2:]))
-    elif len(sys.argv) == 4 and sys.argv[1] == "paper2csv":  # mixtures only
-        print(paper2csv(sys.argv[2], None, sys.argv[3]))
-    else:
-        sys.exit(__doc__)
+    try:
+        if len(sys.argv) == 5 and sys.argv[1] == "paper2csv":
+            print(paper2csv(*sys.argv[2:]))
+        elif len(sys.argv) == 4 and sys.argv[1] == "paper2csv":  # mixtures only
+            print(paper2csv(sys.argv[2], None, sys.argv[3]))
+        else:
+            sys.exit(__doc__)
+    except DataError as e:
+        sys.exit(f"error: {e}")

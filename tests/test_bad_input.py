@@ -184,7 +184,7 @@ def small_fit(tmp_path_factory):
     (["--target-tokens", "0"], "--target-tokens 0: the target run's tokens must be positive"),
     (["--target-tokens", "-100"], "--target-tokens -100: the target run's tokens must be positive"),
     (["--target-tokens", "1000", "--max-epochs", "0"], "--max-epochs 0: must be positive"),
-    (["--target-tokens", "1000"], "--target-tokens needs the data's meta.json"),
+    (["--target-tokens", "1000"], "--target-tokens needs each domain's training tokens: a --data folder, or --tokens FILE"),
     (["--prior", "{out}/bad_prior.json"], "--prior {out}/bad_prior.json: no share for 'c'"),
     (["--compare", "x={out}/bad_mix.json"], "--compare x={out}/bad_mix.json: domain 'z' is not among the domains"),
 ])

@@ -69,6 +69,8 @@ def test_next_from_results_elsewhere_without_data(tmp_path, capsys):
         made.append(rows(os.path.join(out, "mixtures.csv")))
         with pytest.raises(SystemExit, match="5 mixture.s. have no result yet .run 25, 26"):
             regmix.main(["--stage", "mixtures", "--next", "5", "--prior", prior, *common])
+    with pytest.raises(SystemExit, match="--next 0: the number of mixtures to propose must be at least 1"):
+        regmix.main(["--stage", "mixtures", "--next", "0", "--prior", prior, *common])
     assert made[0] == made[1]  # deterministic for a seed
     new = made[0]
     assert [r["run"] for r in new] == ["25", "26", "27", "28", "29"] and {r["round"] for r in new} == {"2"}
