@@ -195,7 +195,7 @@ def stage_next(args, domains=None, m=None):
         raise DataError(f"{path}: {len(pending)} mixture(s) have no result yet (run {', '.join(pending[:5])}"
                         f"{', ...' if len(pending) > 5 else ''}): train them (--stage proxy), then fit, then ask for more")
     r = max((int(x["round"]) for x in rows), default=1) + 1
-    prior, _, cap = regression.search_space(args, names, X, domains)
+    prior, _, cap = regression.search_space(args, names, X, domains, proxy_range=False)
     rng = np.random.default_rng([args.seed, r])
     cand = regression.dirichlet(prior, rng, regression.PROPOSAL_CANDIDATES)
     cand = cand[(cand <= cap + 1e-12).all(1)]

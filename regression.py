@@ -434,10 +434,12 @@ def caps(prior, X, bound=True, target_tokens=None, max_epochs=4.0, train_tokens=
     return limits
 
 
-def search_space(args, names, X, domains=None):
+def search_space(args, names, X, domains=None, proxy_range=True):
     """(prior, limits, cap) of a search over `names` (simulate's, and --stage mixtures --next's):
     the prior from --prior or the data, each constraint of caps() from the flags, and the
-    per-domain cap they make together; an error if no mixture at all satisfies them."""
+    per-domain cap they make together; an error if no mixture at all satisfies them. Proposals
+    for the next round search beyond the proxy range (proxy_range=False): a run there measures
+    what a fit could only extrapolate."""
     meta = domains.meta if domains is not None else None
     prior = load_prior(args.prior, meta, names)
     train_tokens = None
@@ -454,7 +456,8 @@ def search_space(args, names, X, domains=None):
         if unknown:
             raise DataError(f"--target-tokens: the data ({args.data}) has no domain '{unknown[0]}' of the fitted results")
         train_tokens = np.array([meta["domains"][d]["train_tokens"] for d in names], dtype=float)
-    limits = caps(prior, X, args.bound, args.target_tokens, args.max_epochs, train_tokens, args.extrapolate)
+    limits = caps(prior, X, args.bound, args.target_tokens, args.max_epochs, train_tokens,
+                  args.extrapolate or not proxy_range)
     cap = np.min(list(limits.values()), axis=0) if limits else np.ones(len(names))
     if cap.sum() < 1:  # no mixture at all satisfies them, however many candidates are drawn
         raise DataError(f"the constraints together ({', '.join(limits)}) allow at most {cap.sum():.3f} of the mixture; "

@@ -36,9 +36,9 @@ p.add_argument("--seeds", type=int, default=20, help="independent repetitions (f
 p.add_argument("--budget", type=int, default=48, help="proxy runs per strategy, every round together")
 p.add_argument("--rounds", type=int, default=3, help="rounds of the round-based strategies (split as regmix.round_sizes)")
 p.add_argument("--noise", type=float, default=0.02, help="sd of a proxy's measured loss around the oracle's")
-p.add_argument("--proxy-range", action=argparse.BooleanOptionalAction, default=True,
-               help="proposals within the largest weight each domain had in a run so far (--no-proxy-range: "
-                    "only within 15x the prior, as --next --extrapolate)")
+p.add_argument("--proxy-range", action=argparse.BooleanOptionalAction, default=False,
+               help="also keep proposals within the largest weight each domain had in a run so far (default: only "
+                    "within 15x the prior, as --next proposes; the final pick stays within that range either way)")
 p.add_argument("--strategies", nargs="+", default=["thompson", "naive"], help="round-based strategies to compare")
 args = p.parse_args()
 
