@@ -12,7 +12,8 @@ Dirichlet(prior) mixtures. Every strategy of a seed starts from the same first-r
 
     one-shot   all runs drawn at once, as the paper (regmix.sample_mixtures)
     thompson   the first half drawn so, then each round's mixtures proposed by regression.propose:
-               each the best candidate of its own bootstrap refit (Thompson sampling)
+               each the best candidate of its own bootstrap refit (Thompson sampling), as --next
+               proposes (within 15x the prior; with --proxy-range also within the proxy range)
     naive      the same rounds, each mixture picked at random among the top 100 (round 2) or top
                50 (later rounds) candidates of the fit on every run so far
     ucb        the same rounds, the candidates with the lowest mean - std over 10 bootstrap refits
