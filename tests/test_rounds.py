@@ -84,6 +84,18 @@ def test_next_from_results_elsewhere_without_data(tmp_path, capsys):
     assert (w <= 15 * p / p.sum() + 2e-4).all()
 
 
+def test_first_round_from_a_prior_alone(tmp_path):
+    out = str(tmp_path / "out")
+    prior = os.path.join(DATA, "paper_prior.json")
+    regmix.main(["--stage", "mixtures", "--prior", prior, "--data", str(tmp_path / "none"), "--out", out,
+                 "--n-mixtures", "24", "--rounds", "2"])
+    mix = rows(os.path.join(out, "mixtures.csv"))
+    names = list(json.load(open(prior)))
+    assert len(mix) == 12 and {r["round"] for r in mix} == {"1"} and list(mix[0]) == ["run", "round"] + [f"weight.{d}" for d in names]
+    p = np.array(list(json.load(open(prior)).values()))
+    assert np.allclose(weights(mix, names), regmix.sample_mixtures(p, 12, seed=42), atol=1e-5)
+
+
 def test_rounds_in_stage_all_resume_mid_round_and_next_by_shards(corpus_dir, tmp_path, capsys):
     out = str(tmp_path / "out")
     cmd = ["--stage", "all", "--data", corpus_dir, "--out", out, "--n-mixtures", "20", "--rounds", "2", *SMALL]
