@@ -7,13 +7,16 @@ search the fitted function for the mixture with the lowest predicted loss.
               training runs; each refit on every run              -> out/fit.json, fit.png, regressors/
     simulate  score 1,000,000 Dirichlet(prior) mixtures with it, within the constraints, average
               the top 100; bootstrap refits say how stable that is -> out/mixture.json, mixture.png
+    propose   in a search in rounds, the mixtures to train next (Thompson sampling over bootstrap
+              refits; mixtures.py writes them)
+
+The tables fitted are read by results.py (ours, and other tools' layouts).
 
 The paper's released data converts to this project's results schema with
 
     python regression.py paper2csv MIXTURE_CSV LOSS_CSV OUT_CSV
     python regression.py paper2csv MIXTURE_CSV OUT_MIXTURES_CSV      # mixtures only, for --stage proxy
 """
-import csv
 import json
 import os
 import sys
@@ -22,190 +25,13 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 
 import regressors
-from data import DataError, atomic_write_json, mixture_vector, read_csv, read_mixture, usable_cores, write_csv
+from data import DataError, atomic_write_json, mixture_vector, read_csv, read_mixture, usable_cores
+from results import Results, paper2csv, target_weights
 
 FOLDS = 5
 MIN_RUNS = 10          # fewer runs than this are not fitted
 CLEAR_MARGIN = 0.005   # auto: how much better than the ensemble's CV rho a single regressor must be ...
 ENOUGH_RUNS = 150      # ... on a sweep of at least this many runs (README: measured on the paper's data)
-
-
-# -----------------------------------------------------------------------------
-# results tables and targets
-
-META_COLUMNS = {"", "run", "name", "index", "seed", "tokens", "seconds", "failed"}  # never a weight or a metric
-
-
-class Results:
-    """A table of proxy runs: each run's mixture and what was measured. Three layouts are read:
-
-    ours         run, weight.<domain> ..., loss.<domain> ... (results.csv)
-    one table    train_the_<domain> weights, every other numeric column a metric (CLIMB's sweeps,
-                 the paper's mixture files)
-    two tables   <domain> weight columns (Olmix's ratios.csv) and --metrics FILE with the metrics
-                 (Olmix's metrics.csv), joined on run; columns run, name, index and an unnamed
-                 index are metadata
-
-    Metrics keep their names as the file spells them (arc_easy:rc::olmes, valid_avg); inside they
-    are loss.<metric> like our validation losses. Weights are renormalised where a row sums to 1
-    within 0.02 (rounded shares), an error otherwise."""
-
-    def __init__(self, path, metrics=None):
-        rows = self._read(path)
-        cols = list(rows[0])
-        self.path = path
-        if any(c.startswith("weight.") for c in cols):
-            if metrics:
-                raise DataError(f"--metrics {metrics}: {path} already holds loss.<domain> columns; leave --metrics out")
-        elif any(c.startswith("train_the_") for c in cols):
-            numeric = self._numeric(path, rows, [c for c in cols if c not in META_COLUMNS])
-            rows = [dict(run=r.get("run", str(i)), **{f"weight.{c[len('train_the_'):]}": r[c] for c in numeric
-                                                     if c.startswith("train_the_")},
-                         **{f"loss.{c}": r[c] for c in numeric if not c.startswith("train_the_")})
-                    for i, r in enumerate(rows)]
-        else:
-            weights = self._numeric(path, rows, [c for c in cols if c not in META_COLUMNS])
-            if not metrics or "run" not in cols:
-                raise DataError(f"{path}: no weight.<domain> or train_the_<domain> columns. If it holds one weight "
-                                "column per domain (as Olmix's ratios.csv), pass the measurements with --metrics FILE "
-                                "(joined on a 'run' column); our own layout is run, weight.<domain>..., loss.<domain>...")
-            found = self._read(metrics)
-            if "run" not in found[0]:
-                raise DataError(f"--metrics {metrics}: no 'run' column to join it with {path} on")
-            names = self._numeric(metrics, found, [c for c in found[0] if c not in META_COLUMNS])
-            by_run = {r["run"]: r for r in found}
-            missing = [r["run"] for r in rows if r["run"] not in by_run]
-            if missing:
-                raise DataError(f"--metrics {metrics}: no row for run {missing[0]} of {path} ({len(missing)} runs lack one)")
-            rows = [dict(run=r["run"], **{f"weight.{c}": r[c] for c in weights},
-                         **{f"loss.{c}": by_run[r["run"]][c] for c in names}) for r in rows]
-        cols = list(rows[0])
-        self.domains = [c[len("weight."):] for c in cols if c.startswith("weight.")]
-        self.loss_domains = [c[len("loss."):] for c in cols if c.startswith("loss.")]
-        if not self.domains or not self.loss_domains:
-            raise DataError(f"{path}: expected weight.<domain> and loss.<domain> columns (or another tool's layout, "
-                            "see README: fit); the paper's release converts with: python regression.py paper2csv ...")
-        self.rows = rows
-        self.runs = [r.get("run", str(i)) for i, r in enumerate(rows)]
-        seen = {}
-        for i, run in enumerate(self.runs):
-            if run in seen:  # fitted twice, it would count double (and with two losses, contradict itself)
-                raise DataError(f"{path}: run {run} appears twice (rows {seen[run] + 1} and {i + 1}); keep one row per run")
-            seen[run] = i
-        self.X = self._floats("weight.", self.domains)
-        if not np.isfinite(self.X).all():
-            i, j = np.argwhere(~np.isfinite(self.X))[0]
-            raise DataError(f"{path}: run {self.runs[i]} has no weight for '{self.domains[j]}'; every run needs one per domain")
-        sums = self.X.sum(1)
-        bad = np.abs(sums - 1) > 0.02
-        if bad.any():
-            i = int(np.argmax(bad))
-            percent = " (percentages? divide the weights by 100)" if abs(sums[i] - 100) <= 2 else ""
-            raise DataError(f"{path}: the weights of run {self.runs[i]} sum to {sums[i]:.4f}{percent}, not 1 (within 0.02)")
-        self.X /= sums[:, None]
-
-    @staticmethod
-    def _read(path):
-        if not os.path.exists(path):
-            raise DataError(f"{path}: no such results table; run --stage proxy first, or pass --results")
-        rows = read_csv(path)
-        if not rows:
-            raise DataError(f"{path}: the table has no rows")
-        return rows
-
-    @staticmethod
-    def _numeric(path, rows, cols):
-        """The columns whose every non-empty value is a number (text columns are labels, not data)."""
-        def number(v):
-            try:
-                float(v)
-                return True
-            except (TypeError, ValueError):
-                return v in ("", None)
-        keep = [c for c in cols if all(number(r[c]) for r in rows)]
-        if not keep:
-            raise DataError(f"{path}: no numeric columns")
-        return keep
-
-    def _floats(self, prefix, names):
-        try:
-            return np.array([[float(r[prefix + d] or "nan") for d in names] for r in self.rows])
-        except ValueError as e:
-            raise DataError(f"{self.path}: a {prefix}* value is not a number ({e})") from None
-
-    def target(self, weights):
-        """(X, y, runs) of the usable rows, y the weighted mean of the target losses ({domain: weight}
-        from target_weights); failed runs (a NaN loss) are dropped with a warning."""
-        L = self._floats("loss.", list(weights))
-        y = L @ np.array(list(weights.values()))
-        failed = np.array([bool(r.get("failed")) for r in self.rows]) | ~np.isfinite(y)
-        if failed.any():
-            print(f"warning: {self.path}: {int(failed.sum())} failed run(s) left out", file=sys.stderr)
-        return self.X[~failed], y[~failed], [r for r, f in zip(self.runs, failed) if not f]
-
-
-def target_weights(spec, loss_domains, weight_domains, source):
-    """--target as {domain: weight} summing to 1, and its canonical name: 'a' (one domain), 'a,b'
-    (their mean), 'a=0.7,b=0.3' (weighted), 'all' (the mean over every domain with a loss).
-    Without --target: pile_cc (the paper's), else the single eval-only domain (a loss without a
-    weight); else None, and the caller asks the user."""
-    if not spec:
-        eval_only = [d for d in loss_domains if d not in weight_domains]
-        spec = "pile_cc" if "pile_cc" in loss_domains else eval_only[0] if len(eval_only) == 1 else None
-        if spec is None:
-            return None, None
-    if spec == "all":
-        return spec, {d: 1 / len(loss_domains) for d in loss_domains}
-    weights = {}
-    for part in spec.split(","):
-        name, _, w = part.strip().partition("=")
-        if name not in loss_domains:
-            raise DataError(f"--target {spec}: no such domain '{name}' in {source} (domains with a loss: "
-                            f"{', '.join(loss_domains)})")
-        try:
-            weights[name] = float(w) if w else 1.0
-        except ValueError:
-            raise DataError(f"--target {spec}: '{w}' is not a number (use a=0.7,b=0.3)") from None
-        if not np.isfinite(weights[name]) or weights[name] < 0:
-            raise DataError(f"--target {spec}: the weight of '{name}' must be finite and >= 0")
-    total = sum(weights.values())
-    if total <= 0:
-        raise DataError(f"--target {spec}: the weights are all zero")
-    return spec, {d: w / total for d, w in weights.items()}
-
-
-def paper2csv(mixture_csv, loss_csv, out_csv):
-    """The paper's release (index, train_the_pile_<d> ...; index, metric/the_pile_<d>_val_loss ...)
-    -> this project's schema (run, weight.<d> ..., loss.<d> ...), joined on index. Without a loss
-    file: a mixtures.csv for --stage proxy, each row renormalised as the official loader does (the
-    released weights are rounded to 0.001 and sum to 1 only within 0.004)."""
-    def read(path):
-        with open(path, newline="") as f:
-            return {r["index"]: r for r in csv.DictReader(f)}
-    for path in filter(None, (mixture_csv, loss_csv)):
-        with open(path, newline="") as f:
-            if "index" not in (csv.DictReader(f).fieldnames or []):
-                raise DataError(f"{path}: not the paper's release (no 'index' column). Other tools' sweeps need no "
-                                "conversion: python regmix.py --stage fit --results FILE [--metrics FILE] (README: fit)")
-    mix = read(mixture_csv)
-    loss = read(loss_csv) if loss_csv else {idx: {} for idx in mix}
-    wcols = [c for c in next(iter(mix.values())) if c.startswith("train_the_pile_")]
-    if not wcols:
-        raise DataError(f"{mixture_csv}: no train_the_pile_<domain> columns: not the paper's release. Other tools' "
-                        "sweeps need no conversion: python regmix.py --stage fit --results FILE [--metrics FILE]")
-    lcols = [c for c in next(iter(loss.values())) if c.startswith("metric/the_pile_") and c.endswith("_val_loss")]
-    rows = []
-    for idx in sorted(set(mix) & set(loss), key=int):
-        row = {"run": idx}
-        if loss_csv:
-            row.update({"weight." + c[len("train_the_pile_"):]: mix[idx][c] for c in wcols})
-        else:
-            w = np.array([float(mix[idx][c]) for c in wcols])
-            row.update({"weight." + c[len("train_the_pile_"):]: f"{x:.6g}" for c, x in zip(wcols, w / w.sum())})
-        row.update({"loss." + c[len("metric/the_pile_"):-len("_val_loss")]: loss[idx][c] for c in lcols})
-        rows.append(row)
-    write_csv(out_csv, rows, list(rows[0]))
-    return out_csv
 
 
 # -----------------------------------------------------------------------------

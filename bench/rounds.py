@@ -10,7 +10,7 @@ ensemble on what it observed and picks a mixture as simulate does (the mean of t
 within the caps); its regret is the oracle's loss there minus the best oracle loss among 300,000
 Dirichlet(prior) mixtures. Every strategy of a seed starts from the same first-round mixtures.
 
-    one-shot   all runs drawn at once, as the paper (regmix.sample_mixtures)
+    one-shot   all runs drawn at once, as the paper (mixtures.sample_mixtures)
     thompson   the first half drawn so, then each round's mixtures proposed by regression.propose:
                each the best candidate of its own bootstrap refit (Thompson sampling), as --next
                proposes (within 15x the prior; with --proxy-range also within the proxy range)
@@ -28,14 +28,14 @@ import numpy as np
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
-import regmix  # noqa: E402
+import mixtures  # noqa: E402
 import regression  # noqa: E402
 import regressors  # noqa: E402
 
 p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
 p.add_argument("--seeds", type=int, default=20, help="independent repetitions (first rounds, noise, candidates)")
 p.add_argument("--budget", type=int, default=48, help="proxy runs per strategy, every round together")
-p.add_argument("--rounds", type=int, default=3, help="rounds of the round-based strategies (split as regmix.round_sizes)")
+p.add_argument("--rounds", type=int, default=3, help="rounds of the round-based strategies (split as mixtures.round_sizes)")
 p.add_argument("--noise", type=float, default=0.02, help="sd of a proxy's measured loss around the oracle's")
 p.add_argument("--proxy-range", action=argparse.BooleanOptionalAction, default=False,
                help="also keep proposals within the largest weight each domain had in a run so far (default: only "
@@ -92,7 +92,7 @@ def ucb(X, y, m, rng, r, refits=10):
 
 def regret(seed, sizes, strategy):
     rng = np.random.default_rng([seed, 1])
-    X = regmix.sample_mixtures(prior, sizes[0], seed=seed)
+    X = mixtures.sample_mixtures(prior, sizes[0], seed=seed)
     y = oracle.predict(X) + rng.normal(0, args.noise, len(X))
     for r, m in enumerate(sizes[1:], start=2):
         new = strategy(X, y, m, rng, r)
@@ -102,7 +102,7 @@ def regret(seed, sizes, strategy):
 
 
 plans = {"one-shot": ([args.budget], None)}
-plans.update({s: (regmix.round_sizes(args.budget, args.rounds), globals()[s]) for s in args.strategies})
+plans.update({s: (mixtures.round_sizes(args.budget, args.rounds), globals()[s]) for s in args.strategies})
 table = {}
 for name, (sizes, strategy) in plans.items():
     t0 = time.perf_counter()

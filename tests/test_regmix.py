@@ -11,6 +11,7 @@ import time
 import numpy as np
 import pytest
 
+import mixtures
 import regmix
 import train
 
@@ -35,7 +36,7 @@ def rows(path):
 
 def test_mixture_sampler_respects_bound_and_minimum():
     prior = np.array([0.6, 0.3, 0.09, 0.01])
-    w = regmix.sample_mixtures(prior, 64, seed=1)
+    w = mixtures.sample_mixtures(prior, 64, seed=1)
     assert w.shape == (64, 4)
     assert np.allclose(w.sum(1), 1)
     bound = np.minimum(15 * prior, 1)
@@ -44,8 +45,8 @@ def test_mixture_sampler_respects_bound_and_minimum():
     assert w[:, 3].max() > 0  # the small domain is sometimes used ...
     assert ((w == 0) | (w >= 2e-4 * 0.99)).all()  # ... and no weight is below the minimum
     assert len(np.unique(w, axis=0)) == 64
-    assert np.array_equal(w, regmix.sample_mixtures(prior, 64, seed=1))
-    assert not np.array_equal(w, regmix.sample_mixtures(prior, 64, seed=2))
+    assert np.array_equal(w, mixtures.sample_mixtures(prior, 64, seed=1))
+    assert not np.array_equal(w, mixtures.sample_mixtures(prior, 64, seed=2))
 
 
 def test_learning_rate_schedules():

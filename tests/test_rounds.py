@@ -6,6 +6,7 @@ import os
 import numpy as np
 import pytest
 
+import mixtures
 import regmix
 import regression
 
@@ -24,18 +25,18 @@ def weights(rs, names):
 
 
 def test_round_sizes_spend_the_budget():
-    assert regmix.round_sizes(512, 1) == [512]
-    assert regmix.round_sizes(48, 3) == [24, 12, 12]
-    assert regmix.round_sizes(25, 3) == [12, 7, 6]
+    assert mixtures.round_sizes(512, 1) == [512]
+    assert mixtures.round_sizes(48, 3) == [24, 12, 12]
+    assert mixtures.round_sizes(25, 3) == [12, 7, 6]
     for n, r in [(48, 2), (64, 4), (27, 12)]:
-        sizes = regmix.round_sizes(n, r)
+        sizes = mixtures.round_sizes(n, r)
         assert sum(sizes) == n and len(sizes) == r and min(sizes) >= 1
-    with pytest.raises(regmix.DataError, match="--rounds 2 with --n-mixtures 19: the first round's 9 runs"):
-        regmix.round_sizes(19, 2)
-    with pytest.raises(regmix.DataError, match="--rounds 17 with --n-mixtures 30"):
-        regmix.round_sizes(30, 17)
-    with pytest.raises(regmix.DataError, match="--rounds 0"):
-        regmix.round_sizes(8, 0)
+    with pytest.raises(mixtures.DataError, match="--rounds 2 with --n-mixtures 19: the first round's 9 runs"):
+        mixtures.round_sizes(19, 2)
+    with pytest.raises(mixtures.DataError, match="--rounds 17 with --n-mixtures 30"):
+        mixtures.round_sizes(30, 17)
+    with pytest.raises(mixtures.DataError, match="--rounds 0"):
+        mixtures.round_sizes(8, 0)
 
 
 def test_a_proposal_never_repeats_a_run_or_another_proposal():
@@ -93,7 +94,7 @@ def test_first_round_from_a_prior_alone(tmp_path):
     names = list(json.load(open(prior)))
     assert len(mix) == 12 and {r["round"] for r in mix} == {"1"} and list(mix[0]) == ["run", "round"] + [f"weight.{d}" for d in names]
     p = np.array(list(json.load(open(prior)).values()))
-    assert np.allclose(weights(mix, names), regmix.sample_mixtures(p, 12, seed=42), atol=1e-5)
+    assert np.allclose(weights(mix, names), mixtures.sample_mixtures(p, 12, seed=42), atol=1e-5)
 
 
 def test_rounds_in_stage_all_resume_mid_round_and_next_by_shards(corpus_dir, tmp_path, capsys):
