@@ -119,3 +119,22 @@ def test_token_budget_without_data_and_long_domain_names(tmp_path, capsys):
         tokens.write_text(json.dumps({"x": 1}))
         regmix.main(["--stage", "simulate", "--out", str(tmp_path / "out"), "--data", str(tmp_path / "no_data"),
                      "--prior", str(prior), "--tokens", str(tokens), "--target-tokens", "1000"])
+
+
+def test_candidates_concentrate_only_where_the_caps_reject_most():
+    rng = np.random.default_rng(0)
+    res = regression.Results(os.path.join(DATA, "paper_train_1m.csv"))
+    p = json.load(open(os.path.join(DATA, "paper_prior.json")))
+    p = np.array([p[d] for d in res.domains])
+    p /= p.sum()
+    cap = np.minimum(regression.availability(p), res.X.max(0))
+    c, share = regression.concentration(p, cap, rng)
+    assert c == 1 and share > 0.5  # the paper's 17 domains: the notebook's Dirichlet(prior), unchanged
+    flat, tight = np.full(64, 1 / 64), np.full(64, 0.1)  # 64 domains, none above 0.1
+    c, share = regression.concentration(flat, tight, rng)
+    assert share < 0.05 and c > 1
+    draws = regression.dirichlet(c * flat, rng, 20_000)
+    assert (draws <= tight).all(1).mean() >= 0.5 and (regression.dirichlet(c / 2 * flat, rng, 20_000) <= tight).all(1).mean() < 0.5
+    # a prior outside the caps: concentrating on it helps only so far
+    c, _ = regression.concentration(np.array([0.5, 0.25, 0.25]), np.array([0.4, 1.0, 1.0]), rng)
+    assert c < 1024
