@@ -17,6 +17,7 @@ from data import DataError, read_csv, read_mixture, write_csv
 
 N_MIXTURES = {"paper": 512, "tiny": 64}  # the paper's sweep; tiny: sized for the demo on 2 CPU cores
 
+
 def sample_mixtures(prior, n, seed=42, temperature=0.5, min_strength=0.1, max_strength=5.0,
                     minimum=2e-4, multiplier=100):
     """The official sampler (sail-sg/regmix synthesize_mixture.py), vectorised.
@@ -106,6 +107,12 @@ def mixture_columns(names):
     return ["run", "round"] + [f"weight.{d}" for d in names]
 
 
+def mixture_rows(names, w, first_run, round_):
+    """Rows of mixtures.csv for the mixtures w (one per row), numbered from first_run."""
+    return [{"run": str(first_run + i), "round": str(round_), **{f"weight.{d}": f"{x:.6g}" for d, x in zip(names, wi)}}
+            for i, wi in enumerate(w)]
+
+
 def read_rounds(path):
     """The rows of a mixtures.csv, each with its round (1 where the file has no round column)."""
     rows = read_csv(path) if os.path.exists(path) else []
@@ -129,7 +136,7 @@ def stage_mixtures(args, domains=None):
     n = round_sizes(n_mixtures(args), args.rounds)[0]
     w = sample_mixtures(prior, n, seed=args.seed)
     cols = mixture_columns(names)
-    rows = [{"run": str(i), "round": "1", **{c: f"{x:.6g}" for c, x in zip(cols[2:], wi)}} for i, wi in enumerate(w)]
+    rows = mixture_rows(names, w, 0, 1)
     path = os.path.join(args.out, "mixtures.csv")
     if os.path.exists(path):
         first = [{c: r.get(c) for c in cols} for r in read_rounds(path) if r["round"] == "1"]
@@ -165,8 +172,8 @@ def stage_next(args, domains=None, m=None):
                         f"{', ...' if len(pending) > 5 else ''}): train them (--stage proxy), then fit, then ask for more")
     r = max((int(x["round"]) for x in rows), default=1) + 1
     prior, _, cap = regression.search_space(args, names, X, domains, proxy_range=False)
-    rng = np.random.default_rng([args.seed, r])
-    cand = regression.dirichlet(prior, rng, regression.PROPOSAL_CANDIDATES)
+    c, _ = regression.concentration(prior, cap, np.random.default_rng([args.seed, r, 2]))  # as simulate draws them
+    cand = regression.dirichlet(c * prior, np.random.default_rng([args.seed, r]), regression.PROPOSAL_CANDIDATES)
     cand = cand[(cand <= cap + 1e-12).all(1)]
     if len(cand) < m:
         raise DataError(f"only {len(cand)} candidates within the constraints for --next {m}; relax them "
@@ -177,8 +184,7 @@ def stage_next(args, domains=None, m=None):
     w = regression.propose(name, X, y, fit["min_data_in_leaf"], cand, m, [args.seed, r, 1], taken)
     ids = [int(x) for x in results.runs + [x["run"] for x in rows] if x.lstrip("-").isdigit()]
     start = max(max(ids, default=-1) + 1, len(results.runs))  # beyond every run id, numeric or not
-    cols = mixture_columns(names)
-    new = [{"run": str(start + i), "round": str(r), **{c: f"{x:.6g}" for c, x in zip(cols[2:], wi)}} for i, wi in enumerate(w)]
-    write_csv(path, rows + new, cols)
+    new = mixture_rows(names, w, start, r)
+    write_csv(path, rows + new, mixture_columns(names))
     print(f"round {r}: {m} mixtures proposed by {name} fitted on {len(y)} runs (runs {start}-{start + m - 1}) -> {path}")
     return new

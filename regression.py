@@ -445,12 +445,13 @@ def bootstrap(name, X, y, leaf, cand, k, refits, seed):
 # -----------------------------------------------------------------------------
 # rounds: which mixtures to train next (--rounds, --stage mixtures --next)
 
-PROPOSAL_CANDIDATES = 100_000  # Dirichlet(prior) draws, before the constraints, that proposals are picked from
+PROPOSAL_CANDIDATES = 100_000  # Dirichlet draws, before the constraints, that proposals are picked from
 
 
 def on_grid(w, minimum=2e-4):
     """Mixtures as the mixtures stage writes them: weights below `minimum` become 0, the rest
-    multiples of it (so a proposal and a run it repeats compare equal), each row summing to 1."""
+    rounded to multiples of it, then each row renormalised to sum to 1 (so a weight lies within a
+    fraction of `minimum` of a multiple: propose tells a repeat of a run by a distance of 1e-4)."""
     w = np.where(w < minimum, 0.0, w)
     w = np.round(w / w.sum(-1, keepdims=True) / minimum) * minimum
     return w / w.sum(-1, keepdims=True)
