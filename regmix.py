@@ -19,6 +19,7 @@ worker process per core (the default), `torchrun --nproc_per_node N regmix.py --
 """
 import argparse
 import csv
+import gc
 import glob
 import json
 import os
@@ -515,3 +516,7 @@ def main(argv=None):
 
 if __name__ == "__main__":
     main()
+    # Only the interpreter's shutdown is left. Its last garbage collection walks every object of the
+    # libraries loaded (LightGBM imports scikit-learn, scipy and pandas where they are installed):
+    # 0.5 s of a 12 s simulate here. It skips frozen objects, and nothing of ours needs collecting.
+    gc.freeze()

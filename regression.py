@@ -200,8 +200,11 @@ def dirichlet(alpha, rng, n=None):
     """Dirichlet draws, a row each: normalised gammas of `alpha` (one row of alphas per draw, or
     one alpha for n draws). Rows whose gammas all underflow to 0 (tiny alphas) are dropped."""
     g = rng.standard_gamma(alpha if n is None else np.broadcast_to(alpha, (n, len(alpha))))
-    g = g[g.sum(1) > 0]
-    return g / g.sum(1, keepdims=True)
+    total = g.sum(1, keepdims=True)
+    if not (total > 0).all():
+        g, total = g[total[:, 0] > 0], total[total[:, 0] > 0]
+    g /= total  # in place: a million candidates are 136 MB
+    return g
 
 
 def availability(prior):
@@ -320,9 +323,19 @@ def optimize_on_simplex(model, start, cap):
     return w / w.sum()
 
 
+def best(scores, k):
+    """The indices of the k lowest scores, lowest first, ties to the earlier index: a stable
+    argsort's first k, without sorting a million scores (0.15 s) to keep a hundred."""
+    if k < len(scores):
+        kth = np.partition(scores, k - 1)[k - 1]
+        idx = np.flatnonzero(scores <= kth)  # every tie of the k-th too
+        if len(idx) >= k:  # (fewer only where NaNs are among the k lowest)
+            return idx[np.argsort(scores[idx], kind="stable")[:k]]
+    return np.argsort(scores, kind="stable")[:k]
+
+
 def top_k_mean(model, cand, k):
-    scores = model.predict(cand)
-    return cand[np.argsort(scores, kind="stable")[:k]].mean(0)
+    return cand[best(model.predict(cand), k)].mean(0)
 
 
 def orient(v, ceiling):
@@ -341,6 +354,12 @@ def read_fit(out):
 
 
 def stage_simulate(args, domains=None):
+    # one BLAS thread: the bootstrap's refits run beside the search (one_blas_thread says why)
+    with regressors.one_blas_thread(), ThreadPoolExecutor(usable_cores()) as pool:
+        return simulate(args, domains, pool)
+
+
+def simulate(args, domains, pool):
     out = args.out
     fit = read_fit(out)
     names, target, tw = fit["domains"], fit["target"], fit["target_weights"]
@@ -357,18 +376,21 @@ def stage_simulate(args, domains=None):
     # where the caps would reject most of them), drawn in a thread while the regressor loads (numpy's
     # gamma draws release the GIL; importing LightGBM takes seconds)
     c, share = concentration(prior, cap, np.random.default_rng([args.seed, 1]))
-    with ThreadPoolExecutor(1) as pool:
-        drawing = pool.submit(dirichlet, c * prior, np.random.default_rng(args.seed), args.samples)
-        model = load_regressor(out, name)
-        cand = drawing.result()
+    drawing = pool.submit(dirichlet, c * prior, np.random.default_rng(args.seed), args.samples)
+    model = load_regressor(out, name)
+    # the bootstrap's refits need only the runs: they start now, and fill the cores that the
+    # search's single-threaded parts and the plot leave idle
+    refits = [pool.submit(regressors.fit, name, X[idx], y[idx], fit["min_data_in_leaf"], True)
+              for idx in resamples(len(y), args.bootstrap, args.seed)]
+    cand = drawing.result()
     ok = (cand <= cap + 1e-12).all(1)
     if ok.sum() < args.top_k:
         raise DataError(f"only {int(ok.sum())} of {len(cand):,} candidates within the constraints for --top-k "
                         f"{args.top_k}; raise --samples, or relax them (--no-bound, --extrapolate, --max-epochs)")
     scores = model.predict(cand)
-    free = cand[np.argsort(scores, kind="stable")[:args.top_k]].mean(0)  # what the search would pick unconstrained
+    free = cand[best(scores, args.top_k)].mean(0)  # what the search would pick unconstrained
     kept, kept_scores = cand[ok], scores[ok]
-    weights = kept[np.argsort(kept_scores, kind="stable")[:args.top_k]].mean(0)
+    weights = kept[best(kept_scores, args.top_k)].mean(0)
     binding = [dict(domain=d, constraint=src, cap=float(c[j]), unconstrained=float(free[j]))
                for src, c in limits.items() for j, d in enumerate(names) if free[j] > c[j] + 1e-9]
 
@@ -385,12 +407,16 @@ def stage_simulate(args, domains=None):
         optimized = dict(simulated_weights={d: float(w) for d, w in zip(names, simulated)},
                          simulated_predicted_loss=float(orient(model.predict(simulated[None]), ceiling)[0]))
     predicted = orient(model.predict(np.vstack([weights] + list(compare.values()))), ceiling)
+    # the plot waits in the pool's queue behind the refits, and is drawn beside their scoring
+    plotting = pool.submit(plot_mixture, os.path.join(out, "mixture.png"), names, weights, prior,
+                           f"{'max' if ceiling is not None else 'min'} {target}", X, run_rounds(out, runs))
     confidence = None
     if args.bootstrap:
         # the first 100,000 candidates within the constraints, and the same top fraction of them
         sub = kept[:100_000]
         k = max(1, round(args.top_k * len(sub) / len(kept)))
-        ws, losses = bootstrap(name, X, y, fit["min_data_in_leaf"], sub, k, args.bootstrap, args.seed)
+        ws = np.array([top_k_mean(r.result(), sub, k) for r in refits])  # each scored while later ones fit
+        losses = np.array([r.result().predict(w[None])[0] for r, w in zip(refits, ws)])
         confidence = dict(bootstrap=args.bootstrap, candidates=int(len(sub)), top_k=int(k),
                           weights_std={d: float(s) for d, s in zip(names, ws.std(0))},
                           weights_mean={d: float(s) for d, s in zip(names, ws.mean(0))},
@@ -424,22 +450,16 @@ def stage_simulate(args, domains=None):
     spread = [f"{confidence['predicted_loss_std']:.4f}"] if confidence else []
     print(f"{'predicted ' + target:<{wide}}"[:wide] + "".join(f"{p:>18}" for p in [f"{predicted[0]:.4f}"] + spread
                                                        + [f"{p:.4f}" for p in predicted[1:]]))
-    plot_mixture(os.path.join(out, "mixture.png"), names, weights, prior, f"{'max' if ceiling is not None else 'min'} {target}",
-                 X, run_rounds(out, runs))
+    plotting.result()
     return result
 
 
-def bootstrap(name, X, y, leaf, cand, k, refits, seed):
-    """How stable the simulated mixture is: the mixtures (mean of the top k of `cand`) and their
-    predicted losses that `refits` refits on resampled runs choose. With few runs they spread
-    widely: the mixture is then a guess, and the README says so. The refits run in threads, one
-    per core (LightGBM and numpy release the GIL); the scoring after them uses every core itself."""
+def resamples(n, refits, seed):
+    """The bootstrap's `refits` resamplings of n runs (with replacement). Each refit's choice (the
+    mean of the top of the candidates) shows how stable the simulated mixture is: with few runs
+    they spread widely, the mixture is then a guess, and the README says so."""
     rng = np.random.default_rng(seed)
-    samples = [rng.integers(0, len(y), len(y)) for _ in range(refits)]
-    with regressors.one_blas_thread(), ThreadPoolExecutor(max(1, min(usable_cores(), refits))) as pool:
-        models = list(pool.map(lambda idx: regressors.fit(name, X[idx], y[idx], leaf), samples))
-        ws = np.array([top_k_mean(m, cand, k) for m in models])
-    return ws, np.array([m.predict(w[None])[0] for m, w in zip(models, ws)])
+    return [rng.integers(0, n, n) for _ in range(refits)]
 
 
 # -----------------------------------------------------------------------------
@@ -468,7 +488,7 @@ def propose(name, X, y, leaf, cand, m, seed, taken):
     seen = np.asarray(taken, float).reshape(-1, X.shape[1])
     proposals = []
     with regressors.one_blas_thread(), ThreadPoolExecutor(max(1, min(usable_cores(), m))) as pool:
-        models = pool.map(lambda idx: regressors.fit(name, X[idx], y[idx], leaf), samples)
+        models = pool.map(lambda idx: regressors.fit(name, X[idx], y[idx], leaf, to_score=True), samples)
         for model in models:
             for i in np.argsort(model.predict(cand), kind="stable"):
                 w = on_grid(cand[i])

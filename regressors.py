@@ -12,6 +12,10 @@ Each has fit(X, y) -> self, predict(X) and state(), the JSON-able dict that from
 back into the same model (LightGBM keeps its own text format). Smooth models rank large models
 well from few runs; LightGBM ranks held-out proxies best once there are hundreds (README).
 """
+import sys
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
 import numpy as np
 
 # the paper's settings; everything else LightGBM's default. One thread: a few hundred rows give each
@@ -33,6 +37,28 @@ def leaf_size(n_runs, min_data_in_leaf=None, n_domains=0):
     return min_data_in_leaf or (20 if n_runs >= max(120, 10 * n_domains) else 5)
 
 
+_IMPORTING = threading.Lock()
+
+
+def import_lightgbm():
+    """lightgbm, imported without scikit-learn and pandas. Where those are installed (scikit-learn
+    is, for prepare.py --cluster), `import lightgbm` loads both, for its scikit-learn estimators and
+    its DataFrame input, which we never use: 2 s of every fit and simulate on our 2-core machine, a
+    sixth of simulate (README). A None in sys.modules makes an import fail (Python's documented
+    way); the two entries are removed again at once, so a later `import sklearn` works as usual.
+    Whoever wants LightGBM's scikit-learn estimators too imports lightgbm before this runs."""
+    with _IMPORTING:  # bootstrap's threads may ask at once
+        if "lightgbm" not in sys.modules:
+            hidden = [m for m in ("sklearn", "pandas") if m not in sys.modules]
+            sys.modules.update(dict.fromkeys(hidden, None))
+            try:
+                import lightgbm  # noqa: F401
+            finally:
+                for m in hidden:
+                    del sys.modules[m]
+    return sys.modules["lightgbm"]
+
+
 class LightGBM:
     name = "lightgbm"
 
@@ -40,7 +66,7 @@ class LightGBM:
         self.min_data_in_leaf, self.booster, self.forest = min_data_in_leaf, booster, None
 
     def fit(self, X, y):
-        import lightgbm as lgb
+        lgb = import_lightgbm()
         params = dict(LGB_PARAMS, min_data_in_leaf=self.min_data_in_leaf)
         self.booster, self.forest = lgb.train(params, lgb.Dataset(X, y), num_boost_round=LGB_ROUNDS), None
         return self
@@ -57,8 +83,7 @@ class LightGBM:
 
     @classmethod
     def from_state(cls, s):
-        import lightgbm as lgb
-        return cls(s["min_data_in_leaf"], lgb.Booster(model_str=s["model"]))
+        return cls(s["min_data_in_leaf"], import_lightgbm().Booster(model_str=s["model"]))
 
 
 class Linear:
@@ -286,7 +311,12 @@ class Ensemble:
         return self
 
     def predict(self, X):
-        return np.mean([m.predict(X) for m in self.members], axis=0)
+        if len(X) < 5000:  # a few rows (cross-validation, the chosen mixture): threads cost more than they save
+            return np.mean([m.predict(X) for m in self.members], axis=0)
+        # many rows: the members side by side, as the forest kernel and numpy release the GIL; the
+        # kernel scores on every core, and the smooth members fill the gaps it leaves
+        with ThreadPoolExecutor(len(self.members)) as pool:
+            return np.mean(list(pool.map(lambda m: m.predict(X), self.members)), axis=0)
 
 
 CLASSES = {c.name: c for c in (LightGBM, Linear, MixingLaw, Quadratic, GaussianProcess)}
@@ -301,8 +331,15 @@ def make(name, n_runs, min_data_in_leaf=None, n_domains=0):
     return CLASSES[name]()
 
 
-def fit(name, X, y, min_data_in_leaf=None):
-    return make(name, len(y), min_data_in_leaf, X.shape[1]).fit(X, y)
+def fit(name, X, y, min_data_in_leaf=None, to_score=False):
+    """A fitted regressor. to_score: it will score many rows, so LightGBM's forest tables are built
+    now (0.2 s a model), in the caller's thread: bootstrap and propose fit in a thread pool and
+    then score one model at a time, each scoring on every core."""
+    model = make(name, len(y), min_data_in_leaf, X.shape[1]).fit(X, y)
+    for m in getattr(model, "members", [model]) if to_score else []:
+        if isinstance(m, LightGBM):
+            m.forest = Forest(m.booster)
+    return model
 
 
 def one_blas_thread():
@@ -427,20 +464,15 @@ class Forest:
             if self.kernel_args is None:
                 out[i:i + chunk] = self.booster.predict(X[i:i + chunk])
             else:
-                _score(X[i:i + chunk], *self.kernel_args, _DEBRUIJN, out[i:i + chunk])
+                _score(X[i:i + chunk], *self.kernel_args, out[i:i + chunk])
         return out
 
 
-# lowest set bit -> its index, via a de Bruijn sequence (numba has no count-trailing-zeros)
-_DEBRUIJN_MAGIC = 0x077CB531
-_DEBRUIJN = np.zeros(32, dtype=np.int64)
-for _i in range(32):
-    _DEBRUIJN[((1 << _i) * _DEBRUIJN_MAGIC & (2**32 - 1)) >> 27] = _i
-
-
-def _score_kernel(X, edges, edge_off, table, table_off, used, leaves, debruijn, out):
+def _score_kernel(X, edges, edge_off, table, table_off, used, leaves, out):
+    T = table.shape[1]
     for i in numba.prange(X.shape[0]):
-        mask = np.full(table.shape[1], np.uint32(0xFFFFFFFF))
+        mask = np.empty(T, np.uint32)
+        first = True
         for f in used:
             lo, hi = edge_off[f], edge_off[f + 1]
             x = X[i, f]
@@ -452,17 +484,23 @@ def _score_kernel(X, edges, edge_off, table, table_off, used, leaves, debruijn, 
                     hi = mid
             if lo > edge_off[f]:  # bin 0 (x below every threshold) rules no leaf out: its row is all ones
                 row = table[table_off[f] + lo - edge_off[f]]
-                for t in range(mask.shape[0]):
-                    mask[t] &= row[t]
+                if first:  # the first such row is the mask itself: one pass over the trees fewer
+                    mask[:] = row
+                    first = False
+                else:
+                    for t in range(T):
+                        mask[t] &= row[t]
+        if first:  # every feature in bin 0
+            mask[:] = np.uint32(0xFFFFFFFF)
         s = 0.0
-        for t in range(mask.shape[0]):  # in tree order, as LightGBM sums
-            low = mask[t] & (~mask[t] + np.uint32(1))
-            s += leaves[t, debruijn[np.uint32(low * np.uint32(_DEBRUIJN_MAGIC)) >> np.uint32(27)]]
+        for t in range(T):  # in tree order, as LightGBM sums; the exit leaf is the lowest set bit
+            s += leaves[t, trailing_zeros(mask[t])]
         out[i] = s
 
 
 try:
     import numba
-    _score = numba.njit(parallel=True, cache=True)(_score_kernel)
+    from numba.cpython.unsafe.numbers import trailing_zeros  # one tzcnt instruction
+    _score = numba.njit(parallel=True, nogil=True, cache=True)(_score_kernel)
 except ImportError:  # numba is in requirements.txt; without it we score with Booster.predict (slower)
     _score = None

@@ -106,7 +106,8 @@ def test_forest_scores_equal_lightgbm_predict():
     booster = regressors.LightGBM(20).fit(X, y).booster
     forest = regressors.Forest(booster)
     assert forest.kernel_args is not None  # the fast path, not the fallback
-    C = np.vstack([rng.dirichlet(np.ones(6) * 0.2, 20000), X, np.eye(6)])  # zeros, ties at thresholds
+    # zeros (a row below every threshold: no mask to AND), ties at thresholds
+    C = np.vstack([rng.dirichlet(np.ones(6) * 0.2, 20000), X, np.eye(6), np.zeros((1, 6))])
     ref = booster.predict(C)
     assert np.abs(forest.predict(C, chunk=7000) - ref).max() <= 1e-9
     # split thresholds themselves: x == threshold must go left, as in LightGBM
@@ -114,6 +115,14 @@ def test_forest_scores_equal_lightgbm_predict():
     T = np.tile(X[:len(thr)], 1)
     T[:, 0] = thr[:len(T)]
     assert np.abs(forest.predict(T) - booster.predict(T)).max() <= 1e-9
+
+
+def test_best_is_a_stable_argsorts_first_k():
+    rng = np.random.default_rng(0)
+    s = rng.integers(0, 50, 10_000).astype(float)  # a few hundred ties at every k-th
+    s[rng.random(10_000) < 0.01] = np.nan
+    for k in (1, 7, 100, 9_950, 10_000, 20_000):  # 9,950: NaNs among the k lowest
+        assert (regression.best(s, k) == np.argsort(s, kind="stable")[:k]).all(), k
 
 
 def _nodes(n):
@@ -337,19 +346,22 @@ def test_mixing_law_fit_reaches_at_least_the_loss_of_its_authors_optimiser():
     assert ours <= best + 1e-9, (ours, best)
 
 
-def test_fit_and_simulate_never_import_torch(tmp_path):
-    """The regression half runs without torch (2.5 s to import, longer than a fit)."""
+def test_fit_and_simulate_never_import_torch_sklearn_or_pandas(tmp_path):
+    """The regression half runs without torch (2.5 s to import, longer than a fit), and LightGBM
+    comes without scikit-learn and pandas (2 s); a later import of scikit-learn still works."""
     rows = open(PAPER_TRAIN).read().splitlines()[:41]
     (tmp_path / "runs.csv").write_text("\n".join(rows) + "\n")
     code = ("import sys, regmix\n"
             f"regmix.main(['--stage', 'fit', '--results', {str(tmp_path / 'runs.csv')!r}, '--out', {str(tmp_path)!r},"
-            f" '--data', {str(tmp_path)!r}, '--regressor', 'quadratic'])\n"
+            f" '--data', {str(tmp_path)!r}, '--regressor', 'ensemble'])\n"
             f"regmix.main(['--stage', 'simulate', '--out', {str(tmp_path)!r}, '--data', {str(tmp_path)!r}, '--prior',"
             f" {os.path.join(DATA, 'paper_prior.json')!r}, '--samples', '20000', '--bootstrap', '2'])\n"
-            "print('torch loaded' if 'torch' in sys.modules else 'no torch')\n")
+            "print('loaded:', [m for m in ('torch', 'sklearn', 'pandas') if m in sys.modules])\n"
+            "import sklearn.cluster\n")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=300)
     assert r.returncode == 0, r.stderr[-2000:]
-    assert r.stdout.strip().endswith("no torch") and os.path.exists(tmp_path / "mixture.json")
+    assert r.stdout.strip().endswith("loaded: []") and os.path.exists(tmp_path / "mixture.json")
+    assert json.load(open(tmp_path / "mixture.json"))["regressor"] == "ensemble"
 
 
 def test_the_model_names_of_the_command_line_are_the_presets():
