@@ -233,8 +233,12 @@ def mixture_vector(weights, trainable, names=(), source="the mixture"):
     return w / w.sum()
 
 
-def read_mixture(path):
-    """A mixture file: simulate's mixture.json ({"weights": {...}}) or a plain {domain: weight} JSON."""
+def read_mixture(path, olmix_key="relative_sizes"):
+    """A mixture file: simulate's mixture.json ({"weights": {...}}) or a plain {domain: weight} JSON;
+    or an Olmix fit config (.yaml), whose `priors` holds the domains' relative_sizes (--prior) and
+    token_counts (--tokens: olmix_key)."""
+    if path.endswith((".yaml", ".yml")):
+        return read_olmix_priors(path, olmix_key)
     try:
         with open(path) as f:
             obj = json.load(f)
@@ -246,6 +250,21 @@ def read_mixture(path):
     if not isinstance(weights, dict) or not all(isinstance(v, (int, float)) for v in weights.values()):
         raise DataError(f"{path}: expected a JSON object of domain -> weight")
     return weights
+
+
+def read_olmix_priors(path, key):
+    import yaml  # only for Olmix's configs
+    try:
+        with open(path) as f:
+            obj = yaml.safe_load(f)
+    except OSError as e:
+        raise DataError(f"{path}: cannot read it ({e.strerror})") from None
+    except yaml.YAMLError as e:
+        raise DataError(f"{path}: not valid YAML ({str(e).splitlines()[0]})") from None
+    values = (obj.get("priors") or {}).get(key) if isinstance(obj, dict) else None
+    if not isinstance(values, dict) or not all(isinstance(v, (int, float)) for v in values.values()):
+        raise DataError(f"{path}: expected an Olmix fit config with priors: {key}: (domain: number)")
+    return values
 
 
 # -----------------------------------------------------------------------------

@@ -436,7 +436,8 @@ def get_args(argv=None):
     g = p.add_argument_group("simulate")
     g.add_argument("--samples", type=int, default=1_000_000, help="random candidate mixtures to score")
     g.add_argument("--top-k", type=int, default=100, help="average of the k best candidates")
-    g.add_argument("--prior", default=None, help="JSON domain -> share (default: the data's meta.json prior)")
+    g.add_argument("--prior", default=None, help="JSON domain -> share, or an Olmix fit config .yaml (its priors: relative_sizes) "
+                   "(default: the data's meta.json prior)")
     g.add_argument("--bound", action=argparse.BooleanOptionalAction, default=True,
                    help="keep candidates within 15x the prior, as --stage mixtures draws them (default: on)")
     g.add_argument("--extrapolate", action="store_true",
@@ -446,7 +447,8 @@ def get_args(argv=None):
                         "max-epochs x its training tokens / target-tokens")
     g.add_argument("--max-epochs", type=float, default=4.0, help="how often the target run may repeat a domain")
     g.add_argument("--tokens", default=None, metavar="FILE",
-                   help="JSON domain -> training tokens for --target-tokens without a --data folder (Olmix's tokens.json)")
+                   help="JSON domain -> training tokens for --target-tokens without a --data folder, or an Olmix "
+                   "fit config .yaml (its priors: token_counts)")
     g.add_argument("--optimize", action="store_true",
                    help="with a smooth regressor, optimise it on the simplex within the caps, starting "
                         "from the simulated mixture (which mixture.json also keeps)")

@@ -273,7 +273,7 @@ def search_space(args, names, X, domains=None, proxy_range=True):
     prior = load_prior(args.prior, meta, names)
     train_tokens = None
     if args.target_tokens is not None and args.tokens:  # counts from elsewhere (Olmix's tokens.json), no data needed
-        counts = read_mixture(args.tokens)
+        counts = read_mixture(args.tokens, olmix_key="token_counts")
         unknown = [d for d in names if d not in counts]
         if unknown:
             raise DataError(f"--tokens {args.tokens}: no token count for '{unknown[0]}' (a domain of the fitted results)")

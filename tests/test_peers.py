@@ -13,6 +13,7 @@ import regressors
 DATA = os.path.join(os.path.dirname(__file__), "data")
 RATIOS, METRICS = (os.path.join(DATA, f"olmix_dclm_{k}_40.csv") for k in ("ratios", "metrics"))
 CLIMB = os.path.join(DATA, "climb_60.csv")
+OLMIX_CONFIG = os.path.join(DATA, "olmix_dclm_priors.yaml")
 
 
 def run(tmp_path, *argv):
@@ -138,3 +139,26 @@ def test_candidates_concentrate_only_where_the_caps_reject_most():
     # a prior outside the caps: concentrating on it helps only so far
     c, _ = regression.concentration(np.array([0.5, 0.25, 0.25]), np.array([0.4, 1.0, 1.0]), rng)
     assert c < 1024
+
+
+def test_prior_and_token_counts_from_an_olmix_fit_config(tmp_path):
+    from data import DataError, read_mixture
+    sizes, counts = read_mixture(OLMIX_CONFIG), read_mixture(OLMIX_CONFIG, olmix_key="token_counts")
+    res = regression.Results(RATIOS, METRICS)
+    assert sorted(sizes) == sorted(counts) == sorted(res.domains)
+    assert counts["adult_content"] == 67_760_078_203  # YAML's digit groups read as one integer
+    run(tmp_path, "--stage", "fit", "--results", RATIOS, "--metrics", METRICS, "--target", "all", "--regressor", "linear")
+    argv = ["--stage", "simulate", "--out", str(tmp_path / "out"), "--data", str(tmp_path / "no_data"),
+            "--target-tokens", str(int(5e12)), "--samples", "20000", "--top-k", "10", "--bootstrap", "0"]
+    regmix.main(argv + ["--prior", OLMIX_CONFIG, "--tokens", OLMIX_CONFIG])
+    mix = json.load(open(tmp_path / "out" / "mixture.json"))
+    assert mix["baselines"]["natural (prior)"]["weights"]["health"] == pytest.approx(sizes["health"] / sum(sizes.values()))
+    cap = mix["constraints"]["token budget (4 epochs of 5,000,000,000,000 tokens)"]
+    assert cap["fashion_and_beauty"] == pytest.approx(4 * counts["fashion_and_beauty"] / 5e12)
+    bad = tmp_path / "bad.yaml"
+    for text, message in (("swarm: {}\n", "priors: relative_sizes"), ("priors: [\n", "not valid YAML")):
+        bad.write_text(text)
+        with pytest.raises(DataError, match=message):
+            read_mixture(str(bad))
+        with pytest.raises(SystemExit, match=f"{bad}"):
+            regmix.main(argv + ["--prior", str(bad)])
