@@ -114,7 +114,8 @@ def stage_proxy(args, domains):
     workers, threads = cpu_layout(args, device, ddp)
     print0(f"proxy sweep: {len(mixtures)} mixtures, {len(done)} done, {len(mine)} to run here, model {h.model}, "
            f"{h.steps} steps x {h.batch_size} x {h.block_size} tokens, device {device}, "
-           + (f"{world} rank(s)" if ddp else f"{min(workers, len(mine))} process(es) x {threads} thread(s)"))
+           + (f"{world} rank(s)" if ddp else f"{min(workers, len(mine))} process(es) x {threads} thread(s)" if mine
+              else "nothing to train"))
     if workers > 1 and len(mine) > 1:
         run_workers(args, min(workers, len(mine)), threads, index, count)
         rows = collect(args.out, domains)
@@ -126,7 +127,7 @@ def stage_proxy(args, domains):
     bar = tqdm(mine, desc=f"proxies ({label})", unit="run", disable=rank != 0 or count > 1)
     track = tracker(args.wandb, args.out, f"proxies-{label.replace(' ', '-').replace('/', '-of-')}", asdict(h),
                     rank_zero_only=False)
-    models = build_model(h, domains, device, use_compile(args, device))
+    models = build_model(h, domains, device, use_compile(args, device)) if mine else None
     for m in bar:
         weights = {d: float(m[f"weight.{d}"]) for d in domains.trainable}
         r = train_run(h, domains, weights, device, models, RunOptions(log_every=h.steps))  # the loss is read once, at the end

@@ -494,6 +494,9 @@ def propose(name, X, y, leaf, cand, m, seed, taken):
                 w = on_grid(cand[i])
                 if not len(seen) or np.abs(seen - w).max(1).min() >= 1e-4:  # not on a run's grid point
                     break
+            else:
+                raise DataError(f"every one of the {len(cand):,} candidates repeats a run or a proposal: the "
+                                "constraints leave too few mixtures; relax them (--no-bound, --max-epochs)")
             seen = np.vstack([seen, w])
             proposals.append(w)
     return np.array(proposals)

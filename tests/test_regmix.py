@@ -58,7 +58,7 @@ def test_learning_rate_schedules():
     assert all(train.get_lr(s, h) == 1.0 for s in range(10, 100))
 
 
-def test_sweep_writes_rows_and_skips_done_runs(corpus_dir, tmp_path):
+def test_sweep_writes_rows_and_skips_done_runs(corpus_dir, tmp_path, capsys):
     out = str(tmp_path / "out")
     regmix.main(["--stage", "proxy", "--data", corpus_dir, "--out", out, "--n-mixtures", "2", *SMALL])
     r = rows(os.path.join(out, "results.csv"))
@@ -69,8 +69,11 @@ def test_sweep_writes_rows_and_skips_done_runs(corpus_dir, tmp_path):
     m = rows(os.path.join(out, "mixtures.csv"))
     assert [x["weight.alpha"] for x in m] == [x["weight.alpha"] for x in r]
     before = open(os.path.join(out, "results.csv")).read()
+    capsys.readouterr()
     regmix.main(["--stage", "proxy", "--data", corpus_dir, "--out", out, "--n-mixtures", "2", *SMALL])
     assert open(os.path.join(out, "results.csv")).read() == before  # nothing retrained
+    printed = capsys.readouterr().out
+    assert "2 done, 0 to run here" in printed and "nothing to train" in printed and "0 process" not in printed
 
 
 def test_killed_sweep_resumes_with_identical_results(corpus_dir, tmp_path):

@@ -9,6 +9,7 @@ import pytest
 import mixtures
 import regmix
 import regression
+from data import DataError
 
 DATA = os.path.join(os.path.dirname(__file__), "data")
 SMALL = ["--model", "tiny", "--steps", "4", "--batch-size", "4", "--micro-batch-size", "4", "--block-size", "16",
@@ -53,6 +54,9 @@ def test_a_proposal_never_repeats_a_run_or_another_proposal():
     assert np.allclose(p, order[1:7], atol=1e-3)  # each put on the grid again
     assert not any(np.allclose(w, t) for w in p for t in taken)
     assert np.array_equal(p, regression.propose("linear", X, X @ c, None, cand, 6, 1, taken))  # a seed, the same
+    # candidates that are all runs already: an error, not a repeat
+    with pytest.raises(DataError, match="every one of the 5 candidates repeats a run"):
+        regression.propose("linear", X, X @ c, None, X[:5], 2, 1, X)
 
 
 def test_next_from_results_elsewhere_without_data(tmp_path, capsys):
