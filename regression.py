@@ -356,7 +356,10 @@ def read_fit(out):
 def stage_simulate(args, domains=None):
     # one BLAS thread: the bootstrap's refits run beside the search (one_blas_thread says why)
     with regressors.one_blas_thread(), ThreadPoolExecutor(usable_cores()) as pool:
-        return simulate(args, domains, pool)
+        try:
+            return simulate(args, domains, pool)
+        finally:
+            pool.shutdown(cancel_futures=True)  # after an error: the refits not yet started are dropped
 
 
 def simulate(args, domains, pool):
