@@ -237,34 +237,28 @@ def read_mixture(path, olmix_key="relative_sizes"):
     """A mixture file: simulate's mixture.json ({"weights": {...}}) or a plain {domain: weight} JSON;
     or an Olmix fit config (.yaml), whose `priors` holds the domains' relative_sizes (--prior) and
     token_counts (--tokens: olmix_key)."""
-    if path.endswith((".yaml", ".yml")):
-        return read_olmix_priors(path, olmix_key)
+    olmix = path.endswith((".yaml", ".yml"))
+    if olmix:
+        import yaml  # only for Olmix's configs
+        load, error, kind = yaml.safe_load, yaml.YAMLError, "YAML"
+    else:
+        load, error, kind = json.load, json.JSONDecodeError, "JSON"
     try:
         with open(path) as f:
-            obj = json.load(f)
+            obj = load(f)
     except OSError as e:
         raise DataError(f"{path}: cannot read it ({e.strerror})") from None
-    except json.JSONDecodeError as e:
-        raise DataError(f"{path}: not valid JSON ({e})") from None
-    weights = obj.get("weights", obj) if isinstance(obj, dict) else None
+    except error as e:
+        raise DataError(f"{path}: not valid {kind} ({str(e).splitlines()[0]})") from None
+    if olmix:
+        weights = (obj.get("priors") or {}).get(olmix_key) if isinstance(obj, dict) else None
+        expected = f"an Olmix fit config with priors: {olmix_key}: (domain: number)"
+    else:
+        weights = obj.get("weights", obj) if isinstance(obj, dict) else None
+        expected = "a JSON object of domain -> weight"
     if not isinstance(weights, dict) or not all(isinstance(v, (int, float)) for v in weights.values()):
-        raise DataError(f"{path}: expected a JSON object of domain -> weight")
+        raise DataError(f"{path}: expected {expected}")
     return weights
-
-
-def read_olmix_priors(path, key):
-    import yaml  # only for Olmix's configs
-    try:
-        with open(path) as f:
-            obj = yaml.safe_load(f)
-    except OSError as e:
-        raise DataError(f"{path}: cannot read it ({e.strerror})") from None
-    except yaml.YAMLError as e:
-        raise DataError(f"{path}: not valid YAML ({str(e).splitlines()[0]})") from None
-    values = (obj.get("priors") or {}).get(key) if isinstance(obj, dict) else None
-    if not isinstance(values, dict) or not all(isinstance(v, (int, float)) for v in values.values()):
-        raise DataError(f"{path}: expected an Olmix fit config with priors: {key}: (domain: number)")
-    return values
 
 
 # -----------------------------------------------------------------------------
