@@ -159,8 +159,10 @@ def stage_next(args, domains=None, m=None):
         raise DataError(f"{args.out}/fit.json was fitted on domains {', '.join(names)}, but {args.data} trains "
                         f"{', '.join(domains.trainable)}: use the --data of that fit, or fit again")
     results = regression.Results(fit["results"], fit.get("metrics"))
-    X, y, _ = results.target(fit["target_weights"])
-    y = regression.orient(y, fit.get("ceiling"))  # lower is better, as fitted
+    tw = fit["target_weights"]
+    X, L, _ = results.target_metrics(tw)
+    y = regression.orient(L @ np.array(list(tw.values())), fit.get("ceiling"))  # lower is better, as fitted
+    Y = regression.metric_columns(L, tw, fit.get("ceiling") is not None)  # for a per-metric regressor
     if sorted(fit.get("runs", [])) != sorted(results.runs):
         raise DataError(f"{args.out}/fit.json predates {results.path} (other runs); run --stage fit first, "
                         "so that the proposals use every result")
@@ -181,7 +183,7 @@ def stage_next(args, domains=None, m=None):
     written = np.array([[float(x.get(f"weight.{d}") or 0) for d in names] for x in rows]).reshape(-1, len(names))
     taken = np.vstack([X, written])  # every run with a result, and every mixture of the file
     name = fit["chosen"] if args.regressor == "auto" else args.regressor
-    w = regression.propose(name, X, y, fit["min_data_in_leaf"], cand, m, [args.seed, r, 1], taken)
+    w = regression.propose(name, X, y, fit["min_data_in_leaf"], cand, m, [args.seed, r, 1], taken, Y)
     ids = [int(x) for x in results.runs + [x["run"] for x in rows] if x.lstrip("-").isdigit()]
     start = max(max(ids, default=-1) + 1, len(results.runs))  # beyond every run id, numeric or not
     new = mixture_rows(names, w, start, r)

@@ -427,7 +427,7 @@ def get_args(argv=None):
                    help="the target is a metric to maximise (accuracy): higher is better in fit, simulate, --next "
                         "and mixture.json")
     g.add_argument("--test", default=None, help="a held-out results table; without it, 5-fold cross-validation")
-    g.add_argument("--regressor", default="auto", choices=["auto", *regressors.NAMES],
+    g.add_argument("--regressor", default="auto", choices=["auto", *regressors.NAMES, *regressors.PER_METRIC],
                    help="the regressor to fit and choose (auto: fit all, choose by cross-validated Spearman, "
                         "see README); simulate: the one to search (auto: the one fit chose)")
     g.add_argument("--min-data-in-leaf", type=int, default=None,

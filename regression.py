@@ -54,19 +54,24 @@ def metrics(y, pred):
                 mse=mse, r2=float(1 - mse / np.var(y)))
 
 
-def needed(name):
-    """The single regressors to fit for `name` (auto: all of them)."""
+def needed(name, several=False):
+    """The single regressors to fit for `name` (auto: all of them, and the per-metric ones where the
+    target spans several metrics)."""
+    if name in regressors.PER_METRIC and not several:
+        raise DataError(f"--regressor {name} fits one law per metric: it needs a --target over several "
+                        "(a,b or all)")
     if name == "auto":
-        return list(regressors.SINGLE)
+        return list(regressors.SINGLE) + (list(regressors.PER_METRIC) if several else [])
     return list(regressors.ENSEMBLE) if name == "ensemble" else [name]
 
 
-def predictions(singles, X, y, Xt=None, leaf=None, seed=42, members=regressors.ENSEMBLE):
+def predictions(singles, X, y, Xt=None, leaf=None, seed=42, members=regressors.ENSEMBLE, Y=None):
     """Held-out predictions {name: array} of each regressor and of the ensemble (the mean of its
-    members' predictions, when all were fitted): on Xt, or out-of-fold by k-fold CV on (X, y)."""
+    members' predictions, when all were fitted): on Xt, or out-of-fold by k-fold CV on (X, y).
+    Y: the target's metric columns (metric_columns), for the per-metric regressors."""
     with regressors.one_blas_thread():
         if Xt is not None:
-            pred = {n: regressors.fit(n, X, y, leaf).predict(Xt) for n in singles}
+            pred = {n: regressors.fit(n, X, y, leaf, Y=Y).predict(Xt) for n in singles}
         else:
             idx = np.random.default_rng(seed).permutation(len(y))
             pred = {n: np.empty(len(y)) for n in singles}
@@ -74,7 +79,8 @@ def predictions(singles, X, y, Xt=None, leaf=None, seed=42, members=regressors.E
                 test = idx[k::FOLDS]
                 train = np.setdiff1d(idx, test)
                 for n in singles:
-                    pred[n][test] = regressors.fit(n, X[train], y[train], leaf).predict(X[test])
+                    Yk = None if Y is None else Y[train]
+                    pred[n][test] = regressors.fit(n, X[train], y[train], leaf, Y=Yk).predict(X[test])
     if all(m in pred for m in members):
         pred["ensemble"] = np.mean([pred[m] for m in members], axis=0)
     return pred
@@ -85,6 +91,18 @@ def ensemble_members(cv, y):
     predicting the mean: the mixing law on a dozen runs can reach -1e8), which would drag it down."""
     kept = [m for m in regressors.ENSEMBLE if metrics(y, cv[m])["r2"] >= 0]
     return kept or list(regressors.ENSEMBLE)
+
+
+def metric_columns(L, tw, maximize):
+    """The target's metrics as the per-metric regressors fit them (runs x metrics): weight x metric,
+    or with --maximize weight x (the metric's ceiling - metric), so that each column is positive, as
+    the mixing law's form needs, and the columns sum to the fitted target up to a constant. None
+    for a target of one metric."""
+    if L.shape[1] < 2:
+        return None
+    if maximize:
+        L = L.max(0) + 0.05 * np.ptp(L, axis=0) + 1e-9 - L
+    return L * np.array(list(tw.values()))
 
 
 def choose(cv_rho, n_runs):
@@ -122,7 +140,8 @@ def stage_fit(args, domains=None):
     if spec is None:
         raise DataError(f"{results.path}: which loss to minimise? pass --target (one of {', '.join(results.loss_domains)}, "
                         "several as a,b or a=0.7,b=0.3, or all)")
-    X, y, runs_used = results.target(tw)
+    X, L, runs_used = results.target_metrics(tw)
+    y = L @ np.array(list(tw.values()))
     runs = results.runs  # every run of the table, failed ones too: what --stage mixtures --next checks it against
     if len(y) < MIN_RUNS:
         raise DataError(f"{results.path}: {len(y)} usable runs; a fit needs at least {MIN_RUNS} (run more proxies)")
@@ -140,8 +159,9 @@ def stage_fit(args, domains=None):
             raise DataError(f"--test {args.test}: its domains ({', '.join(test.domains)}) differ from "
                             f"{results.path}'s ({', '.join(results.domains)})")
         Xt, y_true, _ = test.target(tw)
-    singles = needed(args.regressor)
-    cv = predictions(singles, X, y, leaf=leaf)
+    singles = needed(args.regressor, several=len(tw) > 1)
+    Y = metric_columns(L, tw, args.maximize)
+    cv = predictions(singles, X, y, leaf=leaf, Y=Y)
     members = list(regressors.ENSEMBLE)
     if "ensemble" in cv:
         members = ensemble_members(cv, y)
@@ -150,7 +170,7 @@ def stage_fit(args, domains=None):
                   "predicting the mean loss)")
         cv["ensemble"] = np.mean([cv[m] for m in members], axis=0)
     if args.test:
-        held = predictions(singles, X, y, Xt, leaf=leaf, members=members)
+        held = predictions(singles, X, y, Xt, leaf=leaf, members=members, Y=Y)
         how = f"held-out table {args.test}"
     else:
         y_true, held, how = measured, cv, f"{FOLDS}-fold cross-validation"
@@ -167,7 +187,7 @@ def stage_fit(args, domains=None):
     fit.update({n: scores[n] for n in ("lightgbm", "linear") if n in scores})  # the keys fit.json always had
     # refit on every usable run: these are the models simulate searches
     with regressors.one_blas_thread():
-        models = {n: regressors.fit(n, X, y, leaf) for n in singles}
+        models = {n: regressors.fit(n, X, y, leaf, Y=Y) for n in singles}
     for m in models.values():
         save_regressor(out, m)
     if "ensemble" in held:
@@ -179,9 +199,10 @@ def stage_fit(args, domains=None):
     if args.maximize:
         print(f"  fitted as {ceiling:.4g} - {spec} (a ceiling just above the best run): lower is better and positive, "
               "as every regressor and the search expect; predictions are turned back")
-    print(f"{'regressor':<12}{'Spearman':>10}{'Pearson':>10}{'MSE':>12}{'R^2':>10}{'CV rho':>9}")
+    wide = max(12, 2 + max(len(n) for n in scores))
+    print(f"{'regressor':<{wide}}{'Spearman':>10}{'Pearson':>10}{'MSE':>12}{'R^2':>10}{'CV rho':>9}")
     for n, m in scores.items():
-        print(f"{n:<12}{m['spearman']:>10.4f}{m['pearson']:>10.4f}{m['mse']:>12.3g}{m['r2']:>10.3f}{cv_rho[n]:>9.4f}"
+        print(f"{n:<{wide}}{m['spearman']:>10.4f}{m['pearson']:>10.4f}{m['mse']:>12.3g}{m['r2']:>10.3f}{cv_rho[n]:>9.4f}"
               + ("   <- chosen" if n == chosen else ""))
     if args.regressor == "auto":
         print(f"chosen by {FOLDS}-fold cross-validated Spearman on the training runs: {chosen} "
@@ -371,9 +392,10 @@ def simulate(args, domains, pool):
         raise DataError(f"--optimize needs a smooth regressor (linear, mixing_law, quadratic, gp), not {name}: "
                         "trees are flat between thresholds; pass --regressor too")
     results = Results(fit["results"], fit.get("metrics"))
-    X, measured, runs = results.target(tw)
-    ceiling = fit.get("ceiling")
+    X, L, runs = results.target_metrics(tw)
+    measured, ceiling = L @ np.array(list(tw.values())), fit.get("ceiling")
     y = orient(measured, ceiling)  # lower is better, as fitted
+    Y = metric_columns(L, tw, ceiling is not None)  # what the bootstrap refits a per-metric regressor on
     prior, limits, cap = search_space(args, names, X, domains)
     # candidates as in the authors' notebook: Dirichlet with alpha = the prior (times a concentration
     # where the caps would reject most of them), drawn in a thread while the regressor loads (numpy's
@@ -383,8 +405,8 @@ def simulate(args, domains, pool):
     model = load_regressor(out, name)
     # the bootstrap's refits need only the runs: they start now, and fill the cores that the
     # search's single-threaded parts and the plot leave idle
-    refits = [pool.submit(regressors.fit, name, X[idx], y[idx], fit["min_data_in_leaf"], True)
-              for idx in resamples(len(y), args.bootstrap, args.seed)]
+    refits = [pool.submit(regressors.fit, name, X[idx], y[idx], fit["min_data_in_leaf"], True,
+                          None if Y is None else Y[idx]) for idx in resamples(len(y), args.bootstrap, args.seed)]
     cand = drawing.result()
     ok = (cand <= cap + 1e-12).all(1)
     if ok.sum() < args.top_k:
@@ -480,7 +502,7 @@ def on_grid(w, minimum=2e-4):
     return w / w.sum(-1, keepdims=True)
 
 
-def propose(name, X, y, leaf, cand, m, seed, taken):
+def propose(name, X, y, leaf, cand, m, seed, taken, Y=None):
     """m mixtures to train next, by Thompson sampling: each the best candidate of its own refit on
     the runs resampled with replacement. Where the refits agree about the optimum the proposals
     gather there; where they disagree they spread over what may be best, which is where another
@@ -491,7 +513,8 @@ def propose(name, X, y, leaf, cand, m, seed, taken):
     seen = np.asarray(taken, float).reshape(-1, X.shape[1])
     proposals = []
     with regressors.one_blas_thread(), ThreadPoolExecutor(max(1, min(usable_cores(), m))) as pool:
-        models = pool.map(lambda idx: regressors.fit(name, X[idx], y[idx], leaf, to_score=True), samples)
+        models = pool.map(lambda idx: regressors.fit(name, X[idx], y[idx], leaf, True, None if Y is None else Y[idx]),
+                          samples)
         for model in models:
             for i in np.argsort(model.predict(cand), kind="stable"):
                 w = on_grid(cand[i])
