@@ -159,10 +159,7 @@ def stage_next(args, domains=None, m=None):
         raise DataError(f"{args.out}/fit.json was fitted on domains {', '.join(names)}, but {args.data} trains "
                         f"{', '.join(domains.trainable)}: use the --data of that fit, or fit again")
     results = regression.Results(fit["results"], fit.get("metrics"))
-    tw = fit["target_weights"]
-    X, L, _ = results.target_metrics(tw)
-    y = regression.orient(L @ np.array(list(tw.values())), fit.get("ceiling"))  # lower is better, as fitted
-    Y = regression.metric_columns(L, tw, fit.get("ceiling") is not None)  # for a per-metric regressor
+    X, _, y, Y, _ = regression.fitted_target(fit, results)  # y lower is better, as fitted
     if sorted(fit.get("runs", [])) != sorted(results.runs):
         raise DataError(f"{args.out}/fit.json predates {results.path} (other runs); run --stage fit first, "
                         "so that the proposals use every result")

@@ -69,6 +69,7 @@ def predictions(singles, X, y, Xt=None, leaf=None, seed=42, members=regressors.E
     """Held-out predictions {name: array} of each regressor and of the ensemble (the mean of its
     members' predictions, when all were fitted): on Xt, or out-of-fold by k-fold CV on (X, y).
     Y: the target's metric columns (metric_columns), for the per-metric regressors."""
+    Y = y[:, None] if Y is None else Y  # (one column: the target itself)
     with regressors.one_blas_thread():
         if Xt is not None:
             pred = {n: regressors.fit(n, X, y, leaf, Y=Y).predict(Xt) for n in singles}
@@ -79,8 +80,7 @@ def predictions(singles, X, y, Xt=None, leaf=None, seed=42, members=regressors.E
                 test = idx[k::FOLDS]
                 train = np.setdiff1d(idx, test)
                 for n in singles:
-                    Yk = None if Y is None else Y[train]
-                    pred[n][test] = regressors.fit(n, X[train], y[train], leaf, Y=Yk).predict(X[test])
+                    pred[n][test] = regressors.fit(n, X[train], y[train], leaf, Y=Y[train]).predict(X[test])
     if all(m in pred for m in members):
         pred["ensemble"] = np.mean([pred[m] for m in members], axis=0)
     return pred
@@ -96,10 +96,7 @@ def ensemble_members(cv, y):
 def metric_columns(L, tw, maximize):
     """The target's metrics as the per-metric regressors fit them (runs x metrics): weight x metric,
     or with --maximize weight x (the metric's ceiling - metric), so that each column is positive, as
-    the mixing law's form needs, and the columns sum to the fitted target up to a constant. None
-    for a target of one metric."""
-    if L.shape[1] < 2:
-        return None
+    the mixing law's form needs, and the columns sum to the fitted target up to a constant."""
     if maximize:
         L = L.max(0) + 0.05 * np.ptp(L, axis=0) + 1e-9 - L
     return L * np.array(list(tw.values()))
@@ -140,8 +137,7 @@ def stage_fit(args, domains=None):
     if spec is None:
         raise DataError(f"{results.path}: which loss to minimise? pass --target (one of {', '.join(results.loss_domains)}, "
                         "several as a,b or a=0.7,b=0.3, or all)")
-    X, L, runs_used = results.target_metrics(tw)
-    y = L @ np.array(list(tw.values()))
+    X, y, L, runs_used = results.target_metrics(tw)
     runs = results.runs  # every run of the table, failed ones too: what --stage mixtures --next checks it against
     if len(y) < MIN_RUNS:
         raise DataError(f"{results.path}: {len(y)} usable runs; a fit needs at least {MIN_RUNS} (run more proxies)")
@@ -366,6 +362,14 @@ def orient(v, ceiling):
     return v if ceiling is None else ceiling - np.asarray(v, dtype=float)
 
 
+def fitted_target(fit, results):
+    """What fit.json was fitted on, from its results table: (X, measured, y, Y, runs), y as fitted
+    (lower is better) and Y its metric columns, for the refits of simulate and --next."""
+    tw, ceiling = fit["target_weights"], fit.get("ceiling")
+    X, measured, L, runs = results.target_metrics(tw)
+    return X, measured, orient(measured, ceiling), metric_columns(L, tw, ceiling is not None), runs
+
+
 def read_fit(out):
     path = os.path.join(out, "fit.json")
     if not os.path.exists(path):
@@ -391,11 +395,8 @@ def simulate(args, domains, pool):
     if args.optimize and name in ("lightgbm", "ensemble"):
         raise DataError(f"--optimize needs a smooth regressor (linear, mixing_law, quadratic, gp), not {name}: "
                         "trees are flat between thresholds; pass --regressor too")
-    results = Results(fit["results"], fit.get("metrics"))
-    X, L, runs = results.target_metrics(tw)
-    measured, ceiling = L @ np.array(list(tw.values())), fit.get("ceiling")
-    y = orient(measured, ceiling)  # lower is better, as fitted
-    Y = metric_columns(L, tw, ceiling is not None)  # what the bootstrap refits a per-metric regressor on
+    X, measured, y, Y, runs = fitted_target(fit, Results(fit["results"], fit.get("metrics")))
+    ceiling = fit.get("ceiling")
     prior, limits, cap = search_space(args, names, X, domains)
     # candidates as in the authors' notebook: Dirichlet with alpha = the prior (times a concentration
     # where the caps would reject most of them), drawn in a thread while the regressor loads (numpy's
@@ -405,8 +406,8 @@ def simulate(args, domains, pool):
     model = load_regressor(out, name)
     # the bootstrap's refits need only the runs: they start now, and fill the cores that the
     # search's single-threaded parts and the plot leave idle
-    refits = [pool.submit(regressors.fit, name, X[idx], y[idx], fit["min_data_in_leaf"], True,
-                          None if Y is None else Y[idx]) for idx in resamples(len(y), args.bootstrap, args.seed)]
+    refits = [pool.submit(regressors.fit, name, X[idx], y[idx], fit["min_data_in_leaf"], to_score=True, Y=Y[idx])
+              for idx in resamples(len(y), args.bootstrap, args.seed)]
     cand = drawing.result()
     ok = (cand <= cap + 1e-12).all(1)
     if ok.sum() < args.top_k:
@@ -508,13 +509,13 @@ def propose(name, X, y, leaf, cand, m, seed, taken, Y=None):
     gather there; where they disagree they spread over what may be best, which is where another
     run teaches the fit most (bench/rounds.py: the strategies compared). A proposal never repeats
     a row of `taken` (the runs so far) or another proposal: a refit's next best is taken instead."""
+    Y = y[:, None] if Y is None else Y  # (one column: the target itself)
     rng = np.random.default_rng(seed)
     samples = [rng.integers(0, len(y), len(y)) for _ in range(m)]
     seen = np.asarray(taken, float).reshape(-1, X.shape[1])
     proposals = []
     with regressors.one_blas_thread(), ThreadPoolExecutor(max(1, min(usable_cores(), m))) as pool:
-        models = pool.map(lambda idx: regressors.fit(name, X[idx], y[idx], leaf, True, None if Y is None else Y[idx]),
-                          samples)
+        models = pool.map(lambda idx: regressors.fit(name, X[idx], y[idx], leaf, to_score=True, Y=Y[idx]), samples)
         for model in models:
             for i in np.argsort(model.predict(cand), kind="stable"):
                 w = on_grid(cand[i])

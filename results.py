@@ -118,16 +118,17 @@ class Results:
     def target(self, weights):
         """(X, y, runs) of the usable rows, y the weighted mean of the target losses ({domain: weight}
         from target_weights); failed runs (a NaN loss) are dropped with a warning."""
-        X, L, runs = self.target_metrics(weights)
-        return X, L @ np.array(list(weights.values())), runs
+        X, y, _, runs = self.target_metrics(weights)
+        return X, y, runs
 
     def target_metrics(self, weights):
-        """(X, L, runs): as target(), with the target's losses one column each (runs x metrics)."""
+        """(X, y, L, runs): as target(), and the target's losses one column each (runs x metrics)."""
         L = self._floats("loss.", list(weights))
-        failed = np.array([bool(r.get("failed")) for r in self.rows]) | ~np.isfinite(L @ np.array(list(weights.values())))
+        y = L @ np.array(list(weights.values()))
+        failed = np.array([bool(r.get("failed")) for r in self.rows]) | ~np.isfinite(y)
         if failed.any():
             print(f"warning: {self.path}: {int(failed.sum())} failed run(s) left out", file=sys.stderr)
-        return self.X[~failed], L[~failed], [r for r, f in zip(self.runs, failed) if not f]
+        return self.X[~failed], y[~failed], L[~failed], [r for r, f in zip(self.runs, failed) if not f]
 
 
 def target_weights(spec, loss_domains, weight_domains, source):
