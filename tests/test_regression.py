@@ -353,7 +353,7 @@ def test_fit_and_simulate_never_import_torch_sklearn_or_pandas(tmp_path):
     (tmp_path / "runs.csv").write_text("\n".join(rows) + "\n")
     code = ("import sys, regmix\n"
             f"regmix.main(['--stage', 'fit', '--results', {str(tmp_path / 'runs.csv')!r}, '--out', {str(tmp_path)!r},"
-            f" '--data', {str(tmp_path)!r}, '--regressor', 'ensemble'])\n"
+            f" '--data', {str(tmp_path)!r}, '--regressor', 'lightgbm'])\n"
             f"regmix.main(['--stage', 'simulate', '--out', {str(tmp_path)!r}, '--data', {str(tmp_path)!r}, '--prior',"
             f" {os.path.join(DATA, 'paper_prior.json')!r}, '--samples', '20000', '--bootstrap', '2'])\n"
             "print('loaded:', [m for m in ('torch', 'sklearn', 'pandas') if m in sys.modules])\n"
@@ -361,7 +361,7 @@ def test_fit_and_simulate_never_import_torch_sklearn_or_pandas(tmp_path):
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=300)
     assert r.returncode == 0, r.stderr[-2000:]
     assert r.stdout.strip().endswith("loaded: []") and os.path.exists(tmp_path / "mixture.json")
-    assert json.load(open(tmp_path / "mixture.json"))["regressor"] == "ensemble"
+    assert json.load(open(tmp_path / "mixture.json"))["regressor"] == "lightgbm"  # LightGBM was imported
 
 
 def test_the_model_names_of_the_command_line_are_the_presets():
