@@ -127,7 +127,7 @@ def test_the_whole_loop_on_clustered_domains(tmp_path):
     prep("--shards", shard, "--cluster", 3, "--out", data)
     out = str(tmp_path / "out")
     regmix.main(["--stage", "all", "--data", data, "--out", out, "--target", "all", "--n-mixtures", "12",
-                 "--model", "tiny", "--steps", "4", "--batch-size", "4", "--micro-batch-size", "4", "--block-size", "16",
+                 "--workers", "1", "--model", "tiny", "--steps", "4", "--batch-size", "4", "--micro-batch-size", "4", "--block-size", "16",
                  "--eval-seqs", "4", "--warmup", "1", "--samples", "20000", "--top-k", "10", "--bootstrap", "0", "--regressor", "linear"])
     mix = json.load(open(os.path.join(out, "mixture.json")))
     assert sorted(mix["weights"]) == ["cluster_000", "cluster_001", "cluster_002"]

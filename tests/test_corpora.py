@@ -179,7 +179,7 @@ def test_vocabulary_beyond_uint16_end_to_end(tmp_path):
     assert int(np.sort(np.asarray(d.train["high"]))[-31]) >= 60_001  # real ids above 65,535
     assert np.fromfile(data / "high" / "train.bin", dtype="<i8", count=5)[4] == 4  # bytes per token
     out = str(tmp_path / "out")
-    regmix.main(["--stage", "proxy", "--data", str(data), "--out", out, "--n-mixtures", "2", *SMALL])
+    regmix.main(["--stage", "proxy", "--data", str(data), "--out", out, "--n-mixtures", "2", "--workers", "1", *SMALL])
     rows = list(csv.DictReader(open(os.path.join(out, "results.csv"))))
     assert len(rows) == 2 and all(np.isfinite(float(x["loss.high"])) and not x["failed"] for x in rows)
 

@@ -175,22 +175,6 @@ def test_unknown_model_is_rejected_by_argparse(corpus_dir):
     assert r.returncode == 2 and "invalid choice: '7b'" in r.stderr and "Traceback" not in r.stderr
 
 
-def test_train_data_parallel_under_torchrun(corpus_dir, tmp_path):
-    mix = tmp_path / "mix.json"
-    mix.write_text(json.dumps({"alpha": 1, "beta": 1, "gamma": 1}))
-    out = str(tmp_path / "out")
-    r = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-                        os.path.join(ROOT, "regmix.py"), "--stage", "train", "--data", corpus_dir, "--out", out,
-                        "--mixture", str(mix), *SMALL, "--ckpt-every", "3", "--device", "cpu"],
-                       capture_output=True, text=True, env=ENV, cwd=ROOT, timeout=240)
-    assert r.returncode == 0, r.stderr[-3000:]
-    import torch
-    ck = torch.load(os.path.join(out, "target", "ckpt.pt"), weights_only=False)
-    assert ck["step"] == 6 and len(ck["data_rng"]) == 2 and ck["data_rng"][0] != ck["data_rng"][1]
-    ev = json.load(open(os.path.join(out, "target", "eval.json")))
-    assert ev["tokens"] == 6 * 4 * 16 and all(np.isfinite(v) for v in ev["losses"].values())
-
-
 def test_diverging_proxy_is_recorded_as_failed_and_the_sweep_goes_on(corpus_dir, tmp_path):
     out = str(tmp_path / "out")
     regmix.main(["--stage", "proxy", "--data", corpus_dir, "--out", out, "--n-mixtures", "2", *SMALL, "--lr", "1e30"])
