@@ -180,7 +180,8 @@ def stage_next(args, domains=None, m=None):
     written = np.array([[float(x.get(f"weight.{d}") or 0) for d in names] for x in rows]).reshape(-1, len(names))
     taken = np.vstack([X, written])  # every run with a result, and every mixture of the file
     name = fit["chosen"] if args.regressor == "auto" else args.regressor
-    w = regression.propose(name, X, y, fit["min_data_in_leaf"], cand, m, [args.seed, r, 1], taken, Y)
+    w = regression.propose(name, X, y, fit["min_data_in_leaf"], cand, m, [args.seed, r, 1], taken, Y,
+                           fit.get("ensemble_members"))
     ids = [int(x) for x in results.runs + [x["run"] for x in rows] if x.lstrip("-").isdigit()]
     start = max(max(ids, default=-1) + 1, len(results.runs))  # beyond every run id, numeric or not
     new = mixture_rows(names, w, start, r)

@@ -58,11 +58,11 @@ def needed(name, several=False):
     """The single regressors to fit for `name` (auto: all of them, and the per-metric ones where the
     target spans several metrics)."""
     if name in regressors.PER_METRIC and not several:
-        raise DataError(f"--regressor {name} fits one law per metric: it needs a --target over several "
+        raise DataError(f"--regressor {name} fits the target's metrics apart: it needs a --target over several "
                         "(a,b or all)")
     if name == "auto":
         return list(regressors.SINGLE) + (list(regressors.PER_METRIC) if several else [])
-    return list(regressors.ENSEMBLE) if name == "ensemble" else [name]
+    return list(regressors.ensemble_names(several)) if name == "ensemble" else [name]
 
 
 def predictions(singles, X, y, Xt=None, leaf=None, seed=42, members=regressors.ENSEMBLE, Y=None):
@@ -86,11 +86,11 @@ def predictions(singles, X, y, Xt=None, leaf=None, seed=42, members=regressors.E
     return pred
 
 
-def ensemble_members(cv, y):
-    """The ensemble's members, less any whose cross-validated R^2 is below 0 (worse than
-    predicting the mean: the mixing law on a dozen runs can reach -1e8), which would drag it down."""
-    kept = [m for m in regressors.ENSEMBLE if metrics(y, cv[m])["r2"] >= 0]
-    return kept or list(regressors.ENSEMBLE)
+def ensemble_members(cv, y, names=regressors.ENSEMBLE):
+    """The ensemble's members (of `names`), less any whose cross-validated R^2 is below 0 (worse
+    than predicting the mean: the mixing law on a dozen runs can reach -1e8), which would drag it down."""
+    kept = [m for m in names if metrics(y, cv[m])["r2"] >= 0]
+    return kept or list(names)
 
 
 def metric_columns(L, tw, maximize):
@@ -157,11 +157,11 @@ def stage_fit(args, domains=None):
         Xt, y_true, _ = test.target(tw)
     singles = needed(args.regressor, several=len(tw) > 1)
     Y = metric_columns(L, tw, args.maximize)
-    cv = predictions(singles, X, y, leaf=leaf, Y=Y)
-    members = list(regressors.ENSEMBLE)
+    members = list(regressors.ensemble_names(several=len(tw) > 1))
+    cv = predictions(singles, X, y, leaf=leaf, members=members, Y=Y)
     if "ensemble" in cv:
-        members = ensemble_members(cv, y)
-        for m in set(regressors.ENSEMBLE) - set(members):
+        members = ensemble_members(cv, y, members)
+        for m in sorted(set(regressors.ensemble_names(len(tw) > 1)) - set(members)):
             print(f"ensemble: {m} left out (cross-validated R^2 {metrics(y, cv[m])['r2']:.3g} < 0: worse than "
                   "predicting the mean loss)")
         cv["ensemble"] = np.mean([cv[m] for m in members], axis=0)
@@ -392,9 +392,9 @@ def simulate(args, domains, pool):
     fit = read_fit(out)
     names, target, tw = fit["domains"], fit["target"], fit["target_weights"]
     name = fit["chosen"] if args.regressor == "auto" else args.regressor
-    if args.optimize and name in ("lightgbm", "ensemble"):
-        raise DataError(f"--optimize needs a smooth regressor (linear, mixing_law, quadratic, gp), not {name}: "
-                        "trees are flat between thresholds; pass --regressor too")
+    if args.optimize and name in ("lightgbm", "component_lightgbm", "ensemble"):
+        raise DataError(f"--optimize needs a smooth regressor (linear, mixing_law, quadratic, gp, per_metric_mixing_law), "
+                        f"not {name}: trees are flat between thresholds; pass --regressor too")
     X, measured, y, Y, runs = fitted_target(fit, Results(fit["results"], fit.get("metrics")))
     ceiling = fit.get("ceiling")
     prior, limits, cap = search_space(args, names, X, domains)
@@ -406,8 +406,8 @@ def simulate(args, domains, pool):
     model = load_regressor(out, name)
     # the bootstrap's refits need only the runs: they start now, and fill the cores that the
     # search's single-threaded parts and the plot leave idle
-    refits = [pool.submit(regressors.fit, name, X[idx], y[idx], fit["min_data_in_leaf"], to_score=True, Y=Y[idx])
-              for idx in resamples(len(y), args.bootstrap, args.seed)]
+    refits = [pool.submit(regressors.fit, name, X[idx], y[idx], fit["min_data_in_leaf"], to_score=True, Y=Y[idx],
+                          members=fit.get("ensemble_members")) for idx in resamples(len(y), args.bootstrap, args.seed)]
     cand = drawing.result()
     ok = (cand <= cap + 1e-12).all(1)
     if ok.sum() < args.top_k:
@@ -503,7 +503,7 @@ def on_grid(w, minimum=2e-4):
     return w / w.sum(-1, keepdims=True)
 
 
-def propose(name, X, y, leaf, cand, m, seed, taken, Y=None):
+def propose(name, X, y, leaf, cand, m, seed, taken, Y=None, members=None):
     """m mixtures to train next, by Thompson sampling: each the best candidate of its own refit on
     the runs resampled with replacement. Where the refits agree about the optimum the proposals
     gather there; where they disagree they spread over what may be best, which is where another
@@ -515,7 +515,8 @@ def propose(name, X, y, leaf, cand, m, seed, taken, Y=None):
     seen = np.asarray(taken, float).reshape(-1, X.shape[1])
     proposals = []
     with regressors.one_blas_thread(), ThreadPoolExecutor(max(1, min(usable_cores(), m))) as pool:
-        models = pool.map(lambda idx: regressors.fit(name, X[idx], y[idx], leaf, to_score=True, Y=Y[idx]), samples)
+        models = pool.map(lambda idx: regressors.fit(name, X[idx], y[idx], leaf, to_score=True, Y=Y[idx], members=members),
+                          samples)
         for model in models:
             for i in np.argsort(model.predict(cand), kind="stable"):
                 w = on_grid(cand[i])

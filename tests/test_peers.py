@@ -185,7 +185,10 @@ def synthetic_metrics(tmp_path, n=60, maximize=False):
 def test_per_metric_mixing_law_is_judged_beside_the_pooled_fit(tmp_path, maximize):
     path, X, L = synthetic_metrics(tmp_path, maximize=maximize)
     fit = run(tmp_path, "--stage", "fit", "--results", path, "--target", "all", *(["--maximize"] if maximize else []))
-    assert set(fit["regressors"]) == set(regressors.NAMES) | {"per_metric_mixing_law"}
+    assert set(fit["regressors"]) == set(regressors.NAMES) | set(regressors.PER_METRIC)
+    # the ensemble averages the per-metric regressors too (less any with a CV R^2 below 0)
+    good = [n for n in regressors.ensemble_names(several=True) if fit["regressors"][n]["r2"] >= 0]
+    assert fit["ensemble_members"] == good and set(regressors.PER_METRIC) <= set(good)
     per, pooled = fit["regressors"]["per_metric_mixing_law"], fit["regressors"]["mixing_law"]
     # Spearman of the target as given: positive for a good fit, with --maximize too
     assert per["spearman"] > 0.99 and per["r2"] > 0.99 and per["spearman"] > pooled["spearman"]
@@ -212,8 +215,9 @@ def prior_file(tmp_path):
 
 def test_per_metric_needs_several_metrics_and_a_runaway_law_stays_bounded(tmp_path):
     path, X, L = synthetic_metrics(tmp_path)
-    with pytest.raises(SystemExit, match="--regressor per_metric_mixing_law fits one law per metric"):
-        run(tmp_path, "--stage", "fit", "--results", path, "--target", "m0", "--regressor", "per_metric_mixing_law")
+    for name in regressors.PER_METRIC:
+        with pytest.raises(SystemExit, match=f"--regressor {name} fits the target's metrics apart"):
+            run(tmp_path, "--stage", "fit", "--results", path, "--target", "m0", "--regressor", name)
     model = regressors.PerMetricMixingLaw().fit(X, L.sum(1), L)
     far = np.eye(5)  # all of one domain: beyond every run
     steep = regressors.PerMetricMixingLaw(model.params.copy(), model.offset, model.top)
@@ -221,3 +225,34 @@ def test_per_metric_needs_several_metrics_and_a_runaway_law_stays_bounded(tmp_pa
     bound = np.exp(steep.params[:, 0]).sum() + np.exp(model.top).sum() + model.offset
     assert np.isfinite(steep.predict(far)).all() and (steep.predict(far) <= bound * (1 + 1e-12)).all()
     assert (steep.predict(far) > 1e3 * L.sum(1).max()).sum() == 0  # no runaway beyond e x the runs' worst
+
+
+def test_component_forests_sum_to_the_target_and_score_like_lightgbm():
+    # three metrics that mostly move together (domain 0 lowers them all), each with its own small part
+    X = np.random.default_rng(0).dirichlet(np.ones(5), 200)
+    Y = np.column_stack([c * np.exp(-3 * X[:, 0]) + 0.2 * X[:, j + 1] for j, c in enumerate((1, 2, 3))])
+    y = Y.sum(1) + 3.0  # the target can differ from the columns' sum by a constant (--maximize's orientation)
+    model = regressors.fit("component_lightgbm", X, y, 5, to_score=True, Y=Y)
+    assert len(model.parts) == 2 and all(p.forest is not None for p in model.parts)  # tables built for scoring
+    # the two forests together fit the target as given (a wrong sign or scale of a part would not)
+    assert 1 - np.mean((model.predict(X) - y) ** 2) / np.var(y) > 0.95
+    # a million-row search scores with the forest kernel; it equals LightGBM's own predict
+    many = np.random.default_rng(1).dirichlet(np.ones(5), 6000)
+    own = model.offset + sum(a * p.booster.predict(many) for a, p in zip(model.scale, model.parts))
+    assert np.allclose(model.predict(many), own, rtol=0, atol=1e-9)
+    again = regressors.from_state(json.loads(json.dumps(regressors.state(model))))
+    assert np.array_equal(again.predict(many), model.predict(many))
+
+
+def test_simulate_refits_the_ensemble_that_fit_chose(tmp_path, monkeypatch):
+    path, X, L = synthetic_metrics(tmp_path)
+    out = tmp_path / "out"
+    run(tmp_path, "--stage", "fit", "--results", path, "--target", "all", "--regressor", "ensemble")
+    fit = json.load(open(out / "fit.json"))
+    fit["ensemble_members"] = ["gp", "component_lightgbm"]  # as if the others had a CV R^2 below 0
+    (out / "fit.json").write_text(json.dumps(fit))
+    refits, real = [], regressors.fit
+    monkeypatch.setattr(regressors, "fit", lambda *a, **k: refits.append(real(*a, **k)) or refits[-1])
+    regmix.main(["--stage", "simulate", "--out", str(out), "--data", str(tmp_path / "no_data"), "--prior",
+                 str(prior_file(tmp_path)), "--samples", "20000", "--top-k", "20", "--bootstrap", "2"])
+    assert [[m.name for m in r.members] for r in refits] == [["gp", "component_lightgbm"]] * 2
