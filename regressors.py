@@ -331,9 +331,9 @@ class PerMetricMixingLaw:
     and on its 64-domain sweep that beats one fit of the mean, README). Each law is fitted to its
     metric's column of Y (weight x metric, positive: regression.metric_columns); the target is their
     sum, plus the constant that --maximize's orientation leaves. Each metric's fit starts from the
-    law of the whole target, besides 2 random starts of at most 30 steps: on Olmix's 512 runs x 64
-    domains, 5-fold CV and the final fit of 110 metrics added 44 s to fit, where one fit with the
-    mixing law's own 32 starts took 2.4 s per metric (beside another job; README)."""
+    law of the whole target alone, at most 30 steps: one fit with the mixing law's own 32 random
+    starts took 2.4 s per metric on Olmix's 512 runs x 64 domains, and 2 random starts besides the
+    warm one lowered CV rho on both of Olmix's sweeps (README)."""
     name = "per_metric_mixing_law"
 
     def __init__(self, params=None, offset=0.0, top=None):
@@ -348,7 +348,7 @@ class PerMetricMixingLaw:
             # each column is fitted at the scale of the whole target (the Huber loss's delta, 0.01, is
             # absolute), then the law is scaled back: exp(c - log a) + exp(k - log a + t.w)
             a = total.mean() / max(Y[:, j].mean(), 1e-12)
-            law = MixingLaw(starts=2, max_steps=30).fit(X, a * Y[:, j], init=[whole]).params
+            law = MixingLaw(starts=0, max_steps=30).fit(X, a * Y[:, j], init=[whole]).params
             rows.append(law - np.r_[np.log(a), np.log(a), np.zeros(X.shape[1])])
         self.params, self.offset = np.array(rows), float(np.mean(y - total))
         # one of 110 laws that runs off beyond the runs (a steep t, a weight larger than any run's)
