@@ -8,13 +8,14 @@ The regressors of RegMix's fit: validation loss as a function of the mixture wei
     gp           a Gaussian process with an isotropic RBF kernel
     ensemble     the mean of lightgbm, mixing_law, quadratic and gp
     per_metric_mixing_law   a target over several metrics: one mixing law per metric, summed
-    component_lightgbm      a target over several metrics: one forest per principal component, summed
+    component_lightgbm      a target over several metrics: a forest for its part along the metrics'
+                            first principal component, one for the rest, summed
 
 Each has fit(X, y) -> self (the per-metric ones, and the ensemble, also take the metric
 columns Y), predict(X) and state(), the JSON-able dict that from_state() turns back into the same
 model (LightGBM keeps its own text format). For a target over several metrics the ensemble also
-averages the two per-metric regressors. Smooth models rank large models
-well from few runs; LightGBM ranks held-out proxies best once there are hundreds (README).
+averages the two per-metric regressors. Smooth models rank large models well from few runs;
+LightGBM ranks held-out proxies best once there are hundreds (README).
 """
 import sys
 import threading
@@ -421,7 +422,7 @@ def ensemble_names(several=False):
     return ENSEMBLE + (PER_METRIC if several else ())
 
 
-def make(name, n_runs, min_data_in_leaf=None, n_domains=0, members=None):
+def make(name, n_runs, min_data_in_leaf=None, n_domains=0, members=ENSEMBLE):
     """A fresh, unfitted regressor (members: the ensemble's, by name)."""
     if name in ("lightgbm", "component_lightgbm"):
         return CLASSES[name](leaf_size(n_runs, min_data_in_leaf, n_domains))
