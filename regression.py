@@ -98,7 +98,7 @@ def metric_columns(L, tw, maximize):
     or with --maximize weight x (the metric's ceiling - metric), so that each column is positive, as
     the mixing law's form needs, and the columns sum to the fitted target up to a constant."""
     if maximize:
-        L = L.max(0) + 0.05 * np.ptp(L, axis=0) + 1e-9 - L
+        L = orient(L, ceiling_above(L, axis=0) + 1e-9)  # (+1e-9: a metric equal in every run stays positive)
     return L * np.array(list(tw.values()))
 
 
@@ -143,7 +143,7 @@ def stage_fit(args, domains=None):
         raise DataError(f"{results.path}: {len(y)} usable runs; a fit needs at least {MIN_RUNS} (run more proxies)")
     if np.ptp(y) == 0:
         raise DataError(f"{results.path}: loss.{spec} is the same in every run; nothing to fit")
-    ceiling = float(np.max(y) + 0.05 * np.ptp(y)) if args.maximize else None
+    ceiling = float(ceiling_above(y)) if args.maximize else None
     measured, y = y, orient(y, ceiling)  # what was measured; what is fitted (lower is better)
     leaf = regressors.leaf_size(len(y), args.min_data_in_leaf, len(results.domains))
     if len(y) < 4 * leaf and args.regressor in ("auto", "lightgbm", "ensemble"):
@@ -155,13 +155,14 @@ def stage_fit(args, domains=None):
             raise DataError(f"--test {args.test}: its domains ({', '.join(test.domains)}) differ from "
                             f"{results.path}'s ({', '.join(results.domains)})")
         Xt, y_true, _ = test.target(tw)
-    singles = needed(args.regressor, several=len(tw) > 1)
+    several = len(tw) > 1
+    singles, candidates = needed(args.regressor, several), regressors.ensemble_names(several)
     Y = metric_columns(L, tw, args.maximize)
-    members = list(regressors.ensemble_names(several=len(tw) > 1))
-    cv = predictions(singles, X, y, leaf=leaf, members=members, Y=Y)
+    cv = predictions(singles, X, y, leaf=leaf, members=candidates, Y=Y)
+    members = list(candidates)
     if "ensemble" in cv:
-        members = ensemble_members(cv, y, members)
-        for m in sorted(set(regressors.ensemble_names(len(tw) > 1)) - set(members)):
+        members = ensemble_members(cv, y, candidates)
+        for m in (m for m in candidates if m not in members):
             print(f"ensemble: {m} left out (cross-validated R^2 {metrics(y, cv[m])['r2']:.3g} < 0: worse than "
                   "predicting the mean loss)")
         cv["ensemble"] = np.mean([cv[m] for m in members], axis=0)
@@ -353,6 +354,11 @@ def best(scores, k):
 
 def top_k_mean(model, cand, k):
     return cand[best(model.predict(cand), k)].mean(0)
+
+
+def ceiling_above(v, axis=None):
+    """--maximize's ceiling: just above the best run (by 5% of the runs' range)."""
+    return np.max(v, axis=axis) + 0.05 * np.ptp(v, axis=axis)
 
 
 def orient(v, ceiling):

@@ -315,7 +315,7 @@ class Ensemble:
 
     def fit(self, X, y, Y=None):
         for m in self.members:
-            m.fit(X, y, Y) if m.name in PER_METRIC else m.fit(X, y)
+            fit_model(m, X, y, Y)
         return self
 
     def predict(self, X):
@@ -438,11 +438,15 @@ def fit(name, X, y, min_data_in_leaf=None, to_score=False, Y=None, members=None)
     which the per-metric regressors fit (regression.metric_columns). members: the ensemble's
     (fit.json's ensemble_members; by default all of ensemble_names)."""
     several = Y is not None and Y.shape[1] > 1
-    model = make(name, len(y), min_data_in_leaf, X.shape[1], members or ensemble_names(several))
-    model = model.fit(X, y, Y) if name in PER_METRIC + ("ensemble",) else model.fit(X, y)
+    model = fit_model(make(name, len(y), min_data_in_leaf, X.shape[1], members or ensemble_names(several)), X, y, Y)
     for m in forests(model) if to_score else []:
         m.forest = Forest(m.booster)
     return model
+
+
+def fit_model(model, X, y, Y):
+    """model.fit: the per-metric regressors, and an ensemble that may hold them, also take Y."""
+    return model.fit(X, y, Y) if model.name in PER_METRIC + ("ensemble",) else model.fit(X, y)
 
 
 def forests(model):
