@@ -12,6 +12,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+import head
+
 
 @dataclass
 class ModelConfig:
@@ -121,6 +123,7 @@ class GPT(nn.Module):
         cos, sin = rope_cache(cfg.block_size, cfg.n_embd // cfg.n_head, cfg.rope_base)
         self.register_buffer("cos", cos, persistent=False)
         self.register_buffer("sin", sin, persistent=False)
+        self.head = "chunked"  # the loss head (head.py); train.build_model picks the fused kernel where it applies
         self.reset_parameters()
 
     def reset_parameters(self):
@@ -147,11 +150,11 @@ class GPT(nn.Module):
 
     def forward(self, idx, targets=None):
         """Logits (B, T, vocab) without targets; with targets, the mean cross-entropy only, computed
-        in chunks so full fp32 logits never exist for the whole batch."""
+        so that full fp32 logits never exist for the whole batch (head.py)."""
         h = self.hidden(idx)
         if targets is None:
             return self.lm_head(h)
-        return chunked_cross_entropy(h.flatten(0, 1), self.lm_head.weight, targets.flatten())
+        return head.cross_entropy(h.flatten(0, 1), self.lm_head.weight, targets.flatten(), fused=self.head == "fused")
 
     # -- sizes -------------------------------------------------------------------------
     def num_params(self, non_embedding=True):
@@ -194,49 +197,6 @@ def device_peak_flops(device):
         return None
     name = torch.cuda.get_device_name(device)
     return next((v for k, v in PEAK_FLOPS.items() if k in name), None)
-
-
-class ChunkedCrossEntropy(torch.autograd.Function):
-    """Mean cross-entropy of (h @ weight.T) against targets, `chunk` rows of logits at a time.
-
-    The forward pass also computes the gradients, chunk by chunk, so neither pass ever holds more
-    than one chunk of logits (a 1M proxy at micro-batch 16 x 2048 and a 50k vocabulary would
-    otherwise need ~6 GB for its fp32 logits alone)."""
-
-    @staticmethod
-    def forward(ctx, h, weight, targets, chunk):
-        n = targets.numel()
-        need_grad = h.requires_grad or weight.requires_grad
-        acc = torch.promote_types(h.dtype, torch.float32)  # fp32 logits, or fp64 in tests
-        loss = torch.zeros((), dtype=acc, device=h.device)
-        grad_h = torch.empty_like(h) if need_grad else None
-        grad_w = torch.zeros_like(weight, dtype=acc) if need_grad else None
-        for i in range(0, n, chunk):
-            hc, tc = h[i:i + chunk], targets[i:i + chunk]
-            logp = torch.log_softmax((hc @ weight.to(hc.dtype).T).to(acc), dim=-1)
-            loss -= logp.gather(1, tc[:, None]).sum()
-            if need_grad:  # d loss / d logits = (softmax - onehot) / n; the 1/n is applied at the end
-                g = logp.exp_()
-                g[torch.arange(len(tc), device=g.device), tc] -= 1
-                grad_h[i:i + chunk] = (g.to(hc.dtype) @ weight.to(hc.dtype)).to(h.dtype)
-                grad_w.addmm_(g.T, hc.to(acc))
-        if need_grad:
-            grad_h /= n
-            grad_w /= n
-        ctx.save_for_backward(grad_h, grad_w)
-        ctx.weight_dtype = weight.dtype
-        return loss / n
-
-    @staticmethod
-    def backward(ctx, grad_out):
-        grad_h, grad_w = ctx.saved_tensors
-        return grad_h * grad_out.to(grad_h.dtype), (grad_w * grad_out).to(ctx.weight_dtype), None, None
-
-
-def chunked_cross_entropy(h, weight, targets, chunk=None):
-    # ~1 GiB of fp32 logits per chunk at most, whatever the vocabulary
-    chunk = chunk or max(1, (1 << 28) // weight.size(0))
-    return ChunkedCrossEntropy.apply(h, weight, targets, chunk)
 
 
 if __name__ == "__main__":

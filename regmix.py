@@ -127,13 +127,14 @@ def stage_proxy(args, domains):
     bar = tqdm(mine, desc=f"proxies ({label})", unit="run", disable=rank != 0 or count > 1)
     track = tracker(args.wandb, args.out, f"proxies-{label.replace(' ', '-').replace('/', '-of-')}", asdict(h),
                     rank_zero_only=False)
-    models = build_model(h, domains, device, use_compile(args, device)) if mine else None
+    models = build_model(h, domains, device, use_compile(args, device), args.head) if mine else None
     for m in bar:
         weights = {d: float(m[f"weight.{d}"]) for d in domains.trainable}
         r = train_run(h, domains, weights, device, models, RunOptions(log_every=h.steps))  # the loss is read once, at the end
         row = {"run": int(m["run"]), **{f"weight.{d}": m[f"weight.{d}"] for d in domains.trainable},
                **{f"loss.{d}": f"{v:.6f}" for d, v in r["losses"].items()},
-               "seed": h.seed, "tokens": r["tokens"], "seconds": f"{r['seconds']:.1f}", "failed": r["failed"]}
+               "seed": h.seed, "tokens": r["tokens"], "seconds": f"{r['seconds']:.1f}", "failed": r["failed"],
+               "startup_seconds": r["startup_seconds"], "train_tokens_per_s": r["train_tokens_per_s"]}
         if args.proxy_ckpt:  # before the run file: a run counts as done only with its weights saved
             tmp = f"{run_file(args.out, m['run'], '.pt')}.tmp{os.getpid()}"
             torch.save(models[0].checkpoint(), tmp)
@@ -141,9 +142,10 @@ def stage_proxy(args, domains):
         atomic_write_json(run_file(args.out, m["run"]), row)
         collect(args.out, domains)
         msg = f"run {m['run']}: " + (f"FAILED ({r['failed']})" if r["failed"] else f"target {target_loss(r['losses'], tw):.4f}")
-        tps = r["tokens"] / r["seconds"]
+        tps = r["train_tokens_per_s"] or r["tokens"] / r["seconds"]
         bar.set_postfix_str(f"last {msg}, {tps:,.0f} tok/s")
-        tqdm.write(f"[{label}] {msg} in {r['seconds']:.1f}s, {tps:,.0f} tok/s")
+        startup = "" if r["startup_seconds"] is None else f" (start-up and first step {r['startup_seconds']:.1f}s)"
+        tqdm.write(f"[{label}] {msg} in {r['seconds']:.1f}s{startup}, {tps:,.0f} tok/s after the first step")
         track.log({"run": int(m["run"]), "tokens_per_s": tps, **{f"val/{d}": v for d, v in r["losses"].items()}})
     track.finish()
     if ddp:
@@ -254,7 +256,7 @@ def stage_train(args, domains, weights=None, name=None):
 
     opts = RunOptions(ckpt_path=ckpt, log_path=log_path, resume=args.resume, ckpt_every=args.ckpt_every,
                       eval_every=args.eval_every, log_every=args.log_every, peak_flops=args.peak_flops)
-    r = train_run(h, domains, weights, device, build_model(h, domains, device, use_compile(args, device)), opts,
+    r = train_run(h, domains, weights, device, build_model(h, domains, device, use_compile(args, device), args.head), opts,
                   ddp=ddp, progress=progress)
     if int(os.environ.get("RANK", 0)) == 0:
         atomic_write_json(os.path.join(run_dir, "eval.json"), dict(weights=weights, hparams=asdict(h), **r))
@@ -393,6 +395,10 @@ def get_args(argv=None):
                    help="autocast dtype (auto: bfloat16 on CUDA, as the paper; float32 on CPU, where bf16 is no faster)")
     g.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None,
                    help="torch.compile the model (default: on for CUDA, off for CPU)")
+    g.add_argument("--head", default="chunked", choices=["chunked", "fused"],
+                   help="the loss head (head.py): chunked, every device; fused, one Triton kernel that never writes "
+                        "the logits (CUDA, hidden width <= 256: the 1m and tiny presets; not yet timed on a GPU: "
+                        "bench/gpu_proxy.py compares both)")
     g.add_argument("--wandb", default=None, metavar="PROJECT",
                    help="also log to Weights & Biases (train: loss, lr, tokens/s, MFU at each log step; proxies: "
                         "final losses); WANDB_MODE=offline works without network")

@@ -129,11 +129,28 @@ def init_distributed(device):
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
 
 
-def build_model(h, domains, device, compile_model):
+def build_model(h, domains, device, compile_model, head="chunked"):
     """The model and the module the training step calls (compiled once, reused by every proxy:
-    a fresh torch.compile per proxy would recompile each time, and stop compiling after 8)."""
+    a fresh torch.compile per proxy would recompile each time, and stop compiling after 8).
+    head: the loss head (head.py), chunked or fused."""
     model = GPT(config_for(h.model, domains.vocab_size, h.block_size)).to(device)
+    model.head = check_head(head, model.cfg.n_embd, device)
+    if device.type == "cuda":
+        # TF32 for whatever product stays fp32 (bf16 autocast covers the rest)
+        torch.set_float32_matmul_precision("high")
     return model, (torch.compile(model) if compile_model else model)
+
+
+def check_head(choice, width, device):
+    """--head CHOICE, or a clear error where the fused kernel cannot run."""
+    import head
+    if choice == "fused":
+        why = ("it needs a CUDA device" if device.type != "cuda" else "it needs Triton (pip install triton)"
+               if head.triton is None else None if head.fused_width(width)
+               else f"it handles hidden widths 16..256 that are powers of two, not {width}")
+        if why:
+            raise DataError(f"--head fused: {why}; use --head chunked")
+    return choice
 
 
 @dataclass
@@ -177,6 +194,7 @@ def train_run(h, domains, weights, device, models, opts=None, ddp=False, progres
     tokens_per_step = h.batch_size * h.block_size  # all ranks together
     log = open(o.log_path, "a") if o.log_path and rank == 0 else None
     t0 = t_log = time.time()
+    t_first, first_step = None, step
     logged, failed = step, ""
     x, y = batches.next()
     while step < h.steps and not failed:
@@ -197,6 +215,8 @@ def train_run(h, domains, weights, device, models, opts=None, ddp=False, progres
         opt.step()
         opt.zero_grad(set_to_none=True)
         step += 1
+        if t_first is None:  # start-up (compilation, autotuning) ends with the first step
+            t_first, first_step = synchronized_time(device), step
         checkpoint = o.ckpt_path and o.ckpt_every and (step % o.ckpt_every == 0 or step == h.steps)
         evaluation = o.eval_every and step % o.eval_every == 0 and step < h.steps
         if step % o.log_every == 0 or step == h.steps or checkpoint or evaluation:
@@ -218,10 +238,21 @@ def train_run(h, domains, weights, device, models, opts=None, ddp=False, progres
             t_log, logged = time.time(), step  # the next interval's speed excludes checkpoints and evaluation
     if log:
         log.close()
+    t_end = synchronized_time(device)
     losses = {d: float("nan") for d in domains.names} if failed else evaluate(raw, windows, h, device, amp)
     if not failed and not all(math.isfinite(v) for v in losses.values()):
         failed = "non-finite validation loss"
-    return dict(losses=losses, tokens=step * tokens_per_step, seconds=time.time() - t0, failed=failed)
+    # steady state: the steps after the first, so that layouts and machines compare without start-up
+    steady = (step - first_step) * tokens_per_step / (t_end - t_first) if t_first and step > first_step else None
+    return dict(losses=losses, tokens=step * tokens_per_step, seconds=time.time() - t0, failed=failed,
+                startup_seconds=None if t_first is None else t_first - t0, train_tokens_per_s=steady)
+
+
+def synchronized_time(device):
+    """The wall clock once the device has finished what was queued (CUDA runs asynchronously)."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    return time.time()
 
 
 def mean_over_ranks(total, ddp, world):
