@@ -30,8 +30,7 @@ from results import Results, paper2csv, target_weights
 
 FOLDS = 5
 MIN_RUNS = 10          # fewer runs than this are not fitted
-CLEAR_MARGIN = 0.005   # auto: how much better than the ensemble's CV rho a single regressor must be ...
-ENOUGH_RUNS = 150      # ... on a sweep of at least this many runs (README: measured on the paper's data)
+LOW_RHO = 0.5          # a chosen fit below this cross-validated Spearman is reported as untrustworthy
 
 
 # -----------------------------------------------------------------------------
@@ -81,16 +80,16 @@ def predictions(singles, X, y, Xt=None, leaf=None, seed=42, members=regressors.E
                 train = np.setdiff1d(idx, test)
                 for n in singles:
                     pred[n][test] = regressors.fit(n, X[train], y[train], leaf, Y=Y[train]).predict(X[test])
-    if all(m in pred for m in members):
+    if members and all(m in pred for m in members):
         pred["ensemble"] = np.mean([pred[m] for m in members], axis=0)
     return pred
 
 
 def ensemble_members(cv, y, names=regressors.ENSEMBLE):
     """The ensemble's members (of `names`), less any whose cross-validated R^2 is below 0 (worse
-    than predicting the mean: the mixing law on a dozen runs can reach -1e8), which would drag it down."""
-    kept = [m for m in names if metrics(y, cv[m])["r2"] >= 0]
-    return kept or list(names)
+    than predicting the mean: the mixing law on a dozen runs can reach -1e8), which would drag it
+    down. None left: no ensemble."""
+    return [m for m in names if metrics(y, cv[m])["r2"] >= 0]
 
 
 def metric_columns(L, tw, maximize):
@@ -102,14 +101,30 @@ def metric_columns(L, tw, maximize):
     return L * np.array(list(tw.values()))
 
 
-def choose(cv_rho, n_runs):
-    """auto: a single regressor where the sweep is large enough to tell (ENOUGH_RUNS) and its
-    cross-validated Spearman beats the ensemble's by a clear margin; the ensemble otherwise.
-    Cross-validation on the training runs only: choosing on --test would leak the test set."""
-    best = max((n for n in cv_rho if n != "ensemble"), key=cv_rho.get)
-    if n_runs >= ENOUGH_RUNS and cv_rho[best] >= cv_rho["ensemble"] + CLEAR_MARGIN:
-        return best
-    return "ensemble"
+def choose(cv_rho):
+    """auto: the candidate with the highest cross-validated Spearman (ties: the first of
+    regressors.SINGLE's order, the ensemble last). Cross-validation on the training runs only:
+    choosing on --test would leak the test set."""
+    return max(cv_rho, key=lambda n: (round(cv_rho[n], 6), -list(cv_rho).index(n)))
+
+
+def trust_of(y, pred, seed, resamples=1000):
+    """How far the chosen fit can be trusted: its cross-validated Spearman, a 95% bootstrap interval
+    of it (the runs resampled), and a warning where it ranks little better than chance (below
+    LOW_RHO, or an interval that reaches 0): a search of such a fit returns a guess."""
+    rho = metrics(y, pred)["spearman"]
+    rng = np.random.default_rng(seed)
+    boot = []
+    for _ in range(resamples):
+        i = rng.integers(0, len(y), len(y))
+        if np.ptp(y[i]) > 0 and np.ptp(pred[i]) > 0:
+            boot.append(np.corrcoef(ranks(y[i]), ranks(pred[i]))[0, 1])
+    lo, hi = (np.percentile(boot, [2.5, 97.5]) if boot else (np.nan, np.nan))
+    warning = None
+    if not rho >= LOW_RHO or not lo > 0:
+        warning = (f"the fit ranks the runs little better than chance (cross-validated Spearman {rho:.3f}, 95% "
+                   f"interval {lo:.2f}..{hi:.2f}): a mixture searched on it is a guess; run more proxies")
+    return dict(cv_spearman=float(rho), interval=[float(lo), float(hi)], warning=warning)
 
 
 def save_regressor(out, model):
@@ -165,7 +180,14 @@ def stage_fit(args, domains=None):
         for m in (m for m in candidates if m not in members):
             print(f"ensemble: {m} left out (cross-validated R^2 {metrics(y, cv[m])['r2']:.3g} < 0: worse than "
                   "predicting the mean loss)")
-        cv["ensemble"] = np.mean([cv[m] for m in members], axis=0)
+        if members:
+            cv["ensemble"] = np.mean([cv[m] for m in members], axis=0)
+        else:
+            del cv["ensemble"]
+            print("ensemble: none left (every member's cross-validated R^2 < 0): no ensemble")
+            if args.regressor == "ensemble":
+                raise DataError("--regressor ensemble: every member predicts worse than the mean loss (cross-validated "
+                                "R^2 < 0): no ensemble to fit; run more proxies, or pass --regressor auto")
     if args.test:
         held = predictions(singles, X, y, Xt, leaf=leaf, members=members, Y=Y)
         how = f"held-out table {args.test}"
@@ -174,11 +196,16 @@ def stage_fit(args, domains=None):
     held = {n: orient(p, ceiling) for n, p in held.items()}  # predictions of the target as given
     scores = {n: metrics(y_true, p) for n, p in held.items()}
     cv_rho = {n: metrics(y, p)["spearman"] for n, p in cv.items()}
-    chosen = choose(cv_rho, len(y)) if args.regressor == "auto" else args.regressor
+    chosen = choose(cv_rho) if args.regressor == "auto" else args.regressor
+    trust = trust_of(y, cv[chosen], args.seed)
+    # R^2 and MSE compare levels: on a held-out table of another scale (1M proxies -> 60M models) the
+    # losses sit elsewhere (mean shifted by more than 2 sd of the training runs') and only ranks compare
+    levels = not args.test or abs(y_true.mean() - measured.mean()) <= 2 * measured.std()
 
     fit = dict(target=spec, target_weights=tw, n_train=len(y), n_test=len(y_true), evaluation=how,
                domains=results.domains, min_data_in_leaf=leaf, regressors=scores, cv_spearman=cv_rho, chosen=chosen,
-               results=results.path, metrics=args.metrics, runs=runs, maximize=bool(args.maximize), ceiling=ceiling)
+               results=results.path, metrics=args.metrics, runs=runs, maximize=bool(args.maximize), ceiling=ceiling,
+               trust=trust, levels_comparable=bool(levels))
     if "ensemble" in held:
         fit["ensemble_members"] = members
     fit.update({n: scores[n] for n in ("lightgbm", "linear") if n in scores})  # the keys fit.json always had
@@ -197,13 +224,19 @@ def stage_fit(args, domains=None):
         print(f"  fitted as {ceiling:.4g} - {spec} (a ceiling just above the best run): lower is better and positive, "
               "as every regressor and the search expect; predictions are turned back")
     wide = max(12, 2 + max(len(n) for n in scores))
-    print(f"{'regressor':<{wide}}{'Spearman':>10}{'Pearson':>10}{'MSE':>12}{'R^2':>10}{'CV rho':>9}")
+    print(f"{'regressor':<{wide}}{'Spearman':>10}{'Pearson':>10}" + (f"{'MSE':>11}{'R^2':>11}" if levels else "")
+          + f"{'CV rho':>9}")
     for n, m in scores.items():
-        print(f"{n:<{wide}}{m['spearman']:>10.4f}{m['pearson']:>10.4f}{m['mse']:>12.3g}{m['r2']:>10.3f}{cv_rho[n]:>9.4f}"
+        print(f"{n:<{wide}}{m['spearman']:>10.4f}{m['pearson']:>10.4f}"
+              + (f" {m['mse']:>10.3g} {m['r2']:>10.3g}" if levels else "") + f"{cv_rho[n]:>9.4f}"
               + ("   <- chosen" if n == chosen else ""))
+    if not levels:
+        print(f"(no MSE or R^2: the held-out runs' mean {y_true.mean():.4g} lies more than 2 sd from the training "
+              f"runs' {measured.mean():.4g} +/- {measured.std():.3g}, another scale; only the ranking compares)")
     if args.regressor == "auto":
-        print(f"chosen by {FOLDS}-fold cross-validated Spearman on the training runs: {chosen} "
-              f"(a single regressor needs >= {ENOUGH_RUNS} runs and a margin of {CLEAR_MARGIN} over the ensemble)")
+        print(f"chosen by {FOLDS}-fold cross-validated Spearman on the training runs: {chosen} (the highest)")
+    if trust["warning"]:
+        print(f"warning: {trust['warning']}")
     plot_fit(os.path.join(out, "fit.png"), y_true, held, spec, fit, None if args.test else run_rounds(out, runs_used))
     return fit
 
@@ -231,18 +264,28 @@ def availability(prior):
     return np.minimum(MAX_USAGE * prior, 1.0)
 
 
-def load_prior(path, meta, names):
-    """The prior over `names`: from --prior (a JSON of domain -> share) or else the data's meta.json."""
+def load_prior(path, meta, names, X=None):
+    """The prior over `names`: --prior (a JSON of domain -> share, or `uniform`), else the data's
+    meta.json, else (no data: another tool's sweep) the runs' mean weights, said in one line."""
+    if path == "uniform":
+        return np.full(len(names), 1 / len(names))
     if path:
         prior = read_mixture(path)  # the same format as a mixture
         source = f"--prior {path}"
     elif meta is not None:
         prior, source = meta["prior"], "the data's meta.json"
+    elif X is not None:
+        p = np.maximum(X.mean(0), 1e-6)  # (a domain no run trained on keeps a sliver)
+        print("prior: none given (no --data folder, no --prior): the runs' mean weights serve as one; "
+              "--prior uniform or --prior FILE chooses another")
+        return p / p.sum()
     else:
-        raise DataError("no prior: pass --prior FILE (JSON domain -> share) or a --data folder with meta.json")
+        raise DataError("no prior: pass --prior FILE (JSON domain -> share), --prior uniform, or a --data folder "
+                        "with meta.json")
     missing = [d for d in names if d not in prior]
     if missing:
-        raise DataError(f"{source}: no share for '{missing[0]}' (a domain of the fitted results)")
+        raise DataError(f"{source}: no share for '{missing[0]}' (a domain of the fitted results): pass --prior FILE "
+                        "(JSON domain -> share), --prior uniform, or the --data folder of that sweep")
     try:
         p = np.array([float(prior[d]) for d in names])
     except (TypeError, ValueError):
@@ -288,7 +331,7 @@ def search_space(args, names, X, domains=None, proxy_range=True):
     for the next round search beyond the proxy range (proxy_range=False): a run there measures
     what a fit could only extrapolate."""
     meta = domains.meta if domains is not None else None
-    prior = load_prior(args.prior, meta, names)
+    prior = load_prior(args.prior, meta, names, X)
     train_tokens = None
     if args.target_tokens is not None and args.tokens:  # counts from elsewhere (Olmix's tokens.json), no data needed
         counts = read_mixture(args.tokens, olmix_key="token_counts")
@@ -427,7 +470,8 @@ def simulate(args, domains, pool):
                for src, c in limits.items() for j, d in enumerate(names) if free[j] > c[j] + 1e-9]
 
     best_run = int(np.argmin(y))
-    compare = {"natural (prior)": prior, "uniform": np.full(len(names), 1 / len(names)), "best proxy run": X[best_run]}
+    baselines = {"natural (prior)": prior, "uniform": np.full(len(names), 1 / len(names)), "best proxy run": X[best_run]}
+    compare = dict(baselines)
     for item in args.compare:
         cname, _, path = item.partition("=")
         if not path:
@@ -439,6 +483,19 @@ def simulate(args, domains, pool):
         optimized = dict(simulated_weights={d: float(w) for d, w in zip(names, simulated)},
                          simulated_predicted_loss=float(orient(model.predict(simulated[None]), ceiling)[0]))
     predicted = orient(model.predict(np.vstack([weights] + list(compare.values()))), ceiling)
+    # the search must not return, silently, a mixture predicted worse than one it could have taken:
+    # the baselines within the constraints are candidates too
+    feasible = {k: bool((v <= cap + 1e-9).all()) for k, v in compare.items()}
+    fitted = orient(predicted, ceiling)  # lower is better
+    searched_loss = float(predicted[0])
+    winner = min((k for k in baselines if feasible[k]), key=lambda k: fitted[1 + list(compare).index(k)], default=None)
+    won_by = None
+    if winner is not None and fitted[1 + list(compare).index(winner)] < fitted[0]:
+        won_by = winner
+        weights = compare[winner]
+        predicted[0] = predicted[1 + list(compare).index(winner)]
+    # a cap binds where the search wanted more and the returned mixture sits at it (within 10%)
+    binding = [b for b in binding if weights[names.index(b["domain"])] >= 0.9 * b["cap"]]
     # the plot waits in the pool's queue behind the refits, and is drawn beside their scoring
     plotting = pool.submit(plot_mixture, os.path.join(out, "mixture.png"), names, weights, prior,
                            f"{'max' if ceiling is not None else 'min'} {target}", X, run_rounds(out, runs))
@@ -459,8 +516,11 @@ def simulate(args, domains, pool):
                   target_weights=tw, regressor=name,
                   constraints={src: {d: float(x) for d, x in zip(names, c)} for src, c in limits.items()},
                   binding=binding, confidence=confidence, optimized=optimized,
-                  baselines={k: dict(predicted_loss=float(p), weights={d: float(x) for d, x in zip(names, v)})
-                             for (k, v), p in zip(compare.items(), predicted[1:])})
+                  baselines={k: dict(predicted_loss=float(p), weights={d: float(x) for d, x in zip(names, v)},
+                                     within_constraints=feasible[k])
+                             for (k, v), p in zip(compare.items(), predicted[1:])},
+                  search_predicted_loss=searched_loss, baseline_chosen=won_by,
+                  warning=(fit.get("trust") or {}).get("warning"))
     result["baselines"]["best proxy run"].update(run=runs[best_run], measured_loss=float(measured[best_run]))
     atomic_write_json(os.path.join(out, "mixture.json"), result)
 
@@ -469,6 +529,14 @@ def simulate(args, domains, pool):
           f"{out}/mixture.json" + (f" (Dirichlet(prior) put only {share:.0%} within them)" if c > 1 else ""))
     for b in binding:
         print(f"  binds: {b['domain']} <= {b['cap']:.4f} ({b['constraint']}); unconstrained it would get {b['unconstrained']:.4f}")
+    if won_by:
+        print(f"  the search's mixture is predicted at {searched_loss:.4f}, worse than the {won_by} mixture "
+              f"({predicted[0]:.4f}) under the same regressor: that mixture is returned")
+    outside = [k for k in compare if not feasible[k]]
+    if outside:
+        print(f"  outside the constraints (shown, never returned): {', '.join(outside)}")
+    if result["warning"]:
+        print(f"  warning: {result['warning']}")
     if optimized:
         print(f"  optimised on the simplex within the caps (SLSQP from the simulated mixture): predicted "
               f"{predicted[0]:.4f}, simulated top-{args.top_k} mean {optimized['simulated_predicted_loss']:.4f}")

@@ -5,7 +5,7 @@ target to fit in them.
     ours        run, weight.<domain> ..., loss.<domain> ...     (regmix.py --stage proxy: results.csv)
     one table   train_the_<domain> weights, other numeric columns metrics   (CLIMB's sweeps)
     two tables  <domain> weight columns + --metrics FILE, joined on run      (Olmix's ratios / metrics)
-    the paper   its release converts to ours: python regression.py paper2csv MIXTURE_CSV LOSS_CSV OUT_CSV
+    the paper   train_the_pile_<domain> + --metrics with metric/the_pile_<domain>_val_loss, joined on index
 """
 import csv
 import os
@@ -24,9 +24,10 @@ class Results:
     ours         run, weight.<domain> ..., loss.<domain> ... (results.csv)
     one table    train_the_<domain> weights, every other numeric column a metric (CLIMB's sweeps,
                  the paper's mixture files)
-    two tables   <domain> weight columns (Olmix's ratios.csv) and --metrics FILE with the metrics
-                 (Olmix's metrics.csv), joined on run; columns run, name, index and an unnamed
-                 index are metadata
+    two tables   <domain> weight columns (Olmix's ratios.csv; the paper's train_the_pile_<domain>
+                 mixture files) and --metrics FILE with the metrics (Olmix's metrics.csv; the
+                 paper's loss files), joined on run, else on index; columns run, name, index and an
+                 unnamed index are metadata
 
     Metrics keep their names as the file spells them (arc_easy:rc::olmes, valid_avg); inside they
     are loss.<metric> like our validation losses. Weights are renormalised where a row sums to 1
@@ -39,28 +40,14 @@ class Results:
         if any(c.startswith("weight.") for c in cols):
             if metrics:
                 raise DataError(f"--metrics {metrics}: {path} already holds loss.<domain> columns; leave --metrics out")
-        elif any(c.startswith("train_the_") for c in cols):
-            numeric = self._numeric(path, rows, [c for c in cols if c not in META_COLUMNS])
-            rows = [dict(run=r.get("run", str(i)), **{f"weight.{c[len('train_the_'):]}": r[c] for c in numeric
-                                                     if c.startswith("train_the_")},
-                         **{f"loss.{c}": r[c] for c in numeric if not c.startswith("train_the_")})
-                    for i, r in enumerate(rows)]
         else:
-            weights = self._numeric(path, rows, [c for c in cols if c not in META_COLUMNS])
-            if not metrics or "run" not in cols:
+            found = self._read(metrics) if metrics else None
+            if found is None and not any(c.startswith("train_the_") for c in cols):
                 raise DataError(f"{path}: no weight.<domain> or train_the_<domain> columns. If it holds one weight "
                                 "column per domain (as Olmix's ratios.csv), pass the measurements with --metrics FILE "
-                                "(joined on a 'run' column); our own layout is run, weight.<domain>..., loss.<domain>...")
-            found = self._read(metrics)
-            if "run" not in found[0]:
-                raise DataError(f"--metrics {metrics}: no 'run' column to join it with {path} on")
-            names = self._numeric(metrics, found, [c for c in found[0] if c not in META_COLUMNS])
-            by_run = {r["run"]: r for r in found}
-            missing = [r["run"] for r in rows if r["run"] not in by_run]
-            if missing:
-                raise DataError(f"--metrics {metrics}: no row for run {missing[0]} of {path} ({len(missing)} runs lack one)")
-            rows = [dict(run=r["run"], **{f"weight.{c}": r[c] for c in weights},
-                         **{f"loss.{c}": by_run[r["run"]][c] for c in names}) for r in rows]
+                                "(joined on a 'run' or 'index' column); our own layout is run, weight.<domain>..., "
+                                "loss.<domain>...")
+            rows = self._other_layout(path, rows, metrics, found)
         cols = list(rows[0])
         self.domains = [c[len("weight."):] for c in cols if c.startswith("weight.")]
         self.loss_domains = [c[len("loss."):] for c in cols if c.startswith("loss.")]
@@ -85,6 +72,39 @@ class Results:
             percent = " (percentages? divide the weights by 100)" if abs(sums[i] - 100) <= 2 else ""
             raise DataError(f"{path}: the weights of run {self.runs[i]} sum to {sums[i]:.4f}{percent}, not 1 (within 0.02)")
         self.X /= sums[:, None]
+
+    def _other_layout(self, path, rows, metrics, found):
+        """Another tool's table (and --metrics FILE) as our rows. Weights: the train_the_<domain>
+        columns (the paper's train_the_pile_<domain>), else every numeric column of `path`; metrics:
+        the other numeric columns, of --metrics where given; the paper's metric/the_pile_<d>_val_loss
+        is loss.<d>, so that its targets keep their domain names (pile_cc)."""
+        cols = [c for c in rows[0] if c not in META_COLUMNS]
+        if found is not None:
+            key = next((k for k in ("run", "index") if k in rows[0] and k in found[0]), None)
+            if key is None:
+                raise DataError(f"--metrics {metrics}: no 'run' or 'index' column shared with {path} to join them on")
+            by_key = {}
+            for r in found:
+                if r[key] in by_key:
+                    raise DataError(f"--metrics {metrics}: {key} {r[key]} appears twice; keep one row per run")
+                by_key[r[key]] = r
+            missing = [r[key] for r in rows if r[key] not in by_key]
+            if missing:
+                raise DataError(f"--metrics {metrics}: no row for {key} {missing[0]} of {path} ({len(missing)} runs lack one)")
+            names = self._numeric(metrics, found, [c for c in found[0] if c not in META_COLUMNS])
+            weights = self._numeric(path, rows, [c for c in cols if c.startswith("train_the_")] or cols)
+            rows = [dict(r, **{f"metric:{c}": by_key[r[key]][c] for c in names}) for r in rows]
+            names = [f"metric:{c}" for c in names]
+        else:
+            numeric = self._numeric(path, rows, cols)
+            weights = [c for c in numeric if c.startswith("train_the_")]
+            names = [c for c in numeric if not c.startswith("train_the_")]
+        prefix = "train_the_pile_" if weights and all(c.startswith("train_the_pile_") for c in weights) else "train_the_"
+        weight_name = {c: c[len(prefix):] if c.startswith(prefix) else c for c in weights}
+        metric_name = {c: paper_metric(c.removeprefix("metric:")) for c in names}
+        key = "run" if "run" in rows[0] else "index" if "index" in rows[0] else None
+        return [dict(run=r[key] if key else str(i), **{f"weight.{weight_name[c]}": r[c] for c in weights},
+                     **{f"loss.{metric_name[c]}": r[c] for c in names}) for i, r in enumerate(rows)]
 
     @staticmethod
     def _read(path):
@@ -129,6 +149,13 @@ class Results:
         if failed.any():
             print(f"warning: {self.path}: {int(failed.sum())} failed run(s) left out", file=sys.stderr)
         return self.X[~failed], y[~failed], L[~failed], [r for r, f in zip(self.runs, failed) if not f]
+
+
+def paper_metric(name):
+    """The paper's metric/the_pile_<domain>_val_loss is <domain>; other names stay as they are."""
+    if name.startswith("metric/the_pile_") and name.endswith("_val_loss"):
+        return name[len("metric/the_pile_"):-len("_val_loss")]
+    return name
 
 
 def target_weights(spec, loss_domains, weight_domains, source):

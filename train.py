@@ -7,13 +7,13 @@ import contextlib
 import math
 import os
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 
 import torch
 import torch.distributed as dist
 
 from data import Batches, DataError, atomic_write_text, to_device, val_windows
-from model import GPT, config_for
+from model import GPT, ModelConfig, config_for
 
 
 # -----------------------------------------------------------------------------
@@ -279,14 +279,25 @@ def save_checkpoint(path, h, raw, opt, weights, step, data_state, ddp):
 
 
 def load_checkpoint(path, device):
-    """A checkpoint written by save_checkpoint, or a clear error for anything else."""
+    """A checkpoint written by save_checkpoint, or a clear error for anything else. Loaded with
+    weights_only=True: tensors, numbers, strings, lists and dicts only, so that a crafted file (a
+    colleague's proxy, a download) cannot run code when it is read, as a full pickle can."""
+    import pickle
     try:
-        ck = torch.load(path, map_location=device, weights_only=False)
+        ck = torch.load(path, map_location=device, weights_only=True)
+    except pickle.UnpicklingError as e:  # what weights_only refuses: code or objects other than data
+        raise DataError(f"{path}: refused: it holds more than tensors and plain data ({str(e).splitlines()[0][:200]}); "
+                        "this project's checkpoints never do, so it was not written by it: do not load it") from None
     except Exception as e:  # truncated, or not a torch file at all: torch raises many kinds
         raise DataError(f"{path}: not a readable checkpoint ({type(e).__name__}); it may be truncated: "
                         "restore it or delete it to start over") from None
-    if not isinstance(ck, dict) or not {"config", "model"} <= set(ck):
+    if not isinstance(ck, dict) or not {"config", "model"} <= set(ck) or not isinstance(ck["config"], dict):
         raise DataError(f"{path}: a torch file, but not a checkpoint of this project (no model config or weights)")
+    need = {f.name for f in fields(ModelConfig)} - {"norm_eps", "rope_base"}  # (these two have defaults)
+    missing, unknown = sorted(need - set(ck["config"])), sorted(set(ck["config"]) - {f.name for f in fields(ModelConfig)})
+    if missing or unknown:
+        raise DataError(f"{path}: its model config " + (f"lacks {', '.join(missing)}" if missing else
+                        f"has unknown keys {', '.join(unknown)}") + ": not a checkpoint of this project's model")
     return ck
 
 

@@ -36,7 +36,7 @@ for n in args.sizes:
     for s in range(1 if n >= len(y) else args.subsets):
         idx = np.random.default_rng(s).permutation(len(y))[:n]
         cv = regression.predictions(regressors.SINGLE, X[idx], y[idx])
-        chosen = regression.choose({k: regression.metrics(y[idx], v)["spearman"] for k, v in cv.items()}, n)
+        chosen = regression.choose({k: regression.metrics(y[idx], v)["spearman"] for k, v in cv.items()})
         picks.append(chosen)
         both = np.vstack([X1, Xb])
         pred = regression.predictions(regressors.SINGLE, X[idx], y[idx], both)

@@ -109,6 +109,33 @@ def test_a_corrupt_meta_json(tmp_path, corpus_dir):
         assert want in msg and "re-run prepare.py" in msg
 
 
+class RunsCode:
+    """Unpickling this calls os.system: what a crafted checkpoint can do with a full pickle load."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+def test_a_checkpoint_that_runs_code_is_refused_unrun(tmp_path, corpus_dir):
+    evil = tmp_path / "evil.pt"
+    marker = tmp_path / "it_ran"
+    torch.save({"config": {"n_layer": 1}, "model": {}, "payload": RunsCode(marker)}, evil)
+    msg = error_of(regmix.main, ["--stage", "export", "--ckpt", str(evil), "--data", corpus_dir,
+                                 "--out", str(tmp_path / "out"), *SMALL])
+    assert "refused" in msg and str(evil) in msg
+    assert not marker.exists()  # nothing ran
+    # a plain checkpoint whose config lacks a key: one line, naming the key
+    partial = tmp_path / "partial.pt"
+    torch.save({"config": {"n_layer": 1, "n_head": 1, "n_embd": 8, "mlp_hidden": 8, "block_size": 8}, "model": {}},
+               partial)
+    msg = error_of(regmix.main, ["--stage", "export", "--ckpt", str(partial), "--data", corpus_dir,
+                                 "--out", str(tmp_path / "out"), *SMALL])
+    assert "lacks vocab_size" in msg
+
+
 @pytest.mark.parametrize("content", [b"PK\x03\x04 truncated", "not a checkpoint"])
 def test_a_broken_checkpoint_for_export_and_resume(tmp_path, corpus_dir, content):
     bad = tmp_path / "out" / "target" / "ckpt.pt"

@@ -27,7 +27,7 @@ def hf_logits(folder, idx):
 
 
 def our_logits(ckpt, idx):
-    model = GPT.from_checkpoint(torch.load(ckpt, weights_only=False))
+    model = GPT.from_checkpoint(torch.load(ckpt, weights_only=True))
     with torch.no_grad():
         return model(idx)
 

@@ -130,7 +130,7 @@ def test_ddp_compile_checkpoint_resume_under_torchrun(corpus_dir, tmp_path):
                          cwd=ROOT, timeout=400)
     assert ref.returncode == 0, ref.stderr[-3000:]
     # each rank draws its own batches: two data streams in the checkpoint, every rank's tokens counted
-    done = torch.load(tmp_path / "ref" / "target" / "ckpt.pt", weights_only=False)
+    done = torch.load(tmp_path / "ref" / "target" / "ckpt.pt", weights_only=True)
     assert done["step"] == 100 and len(done["data_rng"]) == 2 and done["data_rng"][0] != done["data_rng"][1]
     ev = json.load(open(tmp_path / "ref" / "target" / "eval.json"))
     assert ev["tokens"] == 100 * 4 * 16 and all(np.isfinite(v) for v in ev["losses"].values())
@@ -149,7 +149,7 @@ def test_ddp_compile_checkpoint_resume_under_torchrun(corpus_dir, tmp_path):
     p.kill()
     p.wait()
     assert len(ranks) == 2
-    step = torch.load(ckpt, weights_only=False)["step"]
+    step = torch.load(ckpt, weights_only=True)["step"]
     assert 20 <= step < 100
     r = subprocess.run(torchrun + args + ["--out", out, "--resume"], capture_output=True, text=True, env=ENV, cwd=ROOT,
                        timeout=400)

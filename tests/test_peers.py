@@ -188,7 +188,7 @@ def test_per_metric_mixing_law_is_judged_beside_the_pooled_fit(tmp_path, maximiz
     assert set(fit["regressors"]) == set(regressors.NAMES) | set(regressors.PER_METRIC)
     # the ensemble averages the per-metric regressors too (less any with a CV R^2 below 0)
     good = [n for n in regressors.ensemble_names(several=True) if fit["regressors"][n]["r2"] >= 0]
-    assert fit["ensemble_members"] == good and set(regressors.PER_METRIC) <= set(good)
+    assert fit["ensemble_members"] == good and set(regressors.ENSEMBLE_PER_METRIC) <= set(good)
     per, pooled = fit["regressors"]["per_metric_mixing_law"], fit["regressors"]["mixing_law"]
     # Spearman of the target as given: positive for a good fit, with --maximize too
     assert per["spearman"] > 0.99 and per["r2"] > 0.99 and per["spearman"] > pooled["spearman"]

@@ -132,7 +132,7 @@ def test_train_resumes_after_kill_to_the_same_loss(corpus_dir, tmp_path):
     p.send_signal(signal.SIGKILL)
     p.wait()
     import torch
-    step = torch.load(ckpt, weights_only=False)["step"]
+    step = torch.load(ckpt, weights_only=True)["step"]
     assert 5 <= step < 40
     assert cli(*args, "--out", out, check=False).returncode != 0  # refuses to overwrite without --resume
     r = cli(*args, "--out", out, "--resume")
