@@ -79,8 +79,25 @@ def atomic_write_json(path, obj):
 
 
 def read_csv(path):
-    with open(path, newline="", encoding="utf-8-sig") as f:  # -sig: a spreadsheet's byte-order mark is no column name
-        return list(csv.DictReader(f))
+    """The rows of a CSV table, or one clear line for a folder or a file that is not UTF-8 text."""
+    if os.path.isdir(path):
+        raise DataError(f"{path}: a folder, not a CSV table")
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as f:  # -sig: a spreadsheet's byte-order mark is no column name
+            return list(csv.DictReader(f))
+    except UnicodeDecodeError as e:
+        raise DataError(f"{path}: not UTF-8 text (byte {e.object[e.start]:#x} at offset {e.start}); save it as UTF-8 "
+                        "(a spreadsheet's 'CSV UTF-8')") from None
+
+
+def read_json(path, remedy):
+    """A JSON file this project wrote, or one clear line saying what to do (`remedy`) when it is
+    truncated or not JSON."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            return json.load(f)
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise DataError(f"{path}: cannot read it ({type(e).__name__}: truncated or not JSON); {remedy}") from None
 
 
 def write_csv(path, rows, columns):

@@ -16,6 +16,7 @@ import regression
 from data import DataError, read_csv, read_mixture, write_csv
 
 N_MIXTURES = {"paper": 512, "tiny": 64}  # the paper's sweep; tiny: sized for the demo on 2 CPU cores
+MAX_NEXT = 256  # mixtures one --next may propose (each takes a refit of the regressor)
 
 
 def sample_mixtures(prior, n, seed=42, temperature=0.5, min_strength=0.1, max_strength=5.0,
@@ -125,6 +126,9 @@ def stage_mixtures(args, domains=None):
     if args.next is not None:
         if args.next < 1:
             raise DataError(f"--next {args.next}: the number of mixtures to propose must be at least 1")
+        if args.next > MAX_NEXT:  # each proposal refits the regressor once: 100,000 would run for days
+            raise DataError(f"--next {args.next}: at most {MAX_NEXT} mixtures a round (each is proposed by its own "
+                            "refit of the regressor); train them, fit, and ask for more")
         return stage_next(args, domains)
     if domains is not None:
         names = domains.trainable
@@ -158,7 +162,7 @@ def stage_next(args, domains=None, m=None):
     if domains is not None and sorted(names) != sorted(domains.trainable):
         raise DataError(f"{args.out}/fit.json was fitted on domains {', '.join(names)}, but {args.data} trains "
                         f"{', '.join(domains.trainable)}: use the --data of that fit, or fit again")
-    results = regression.Results(fit["results"], fit.get("metrics"))
+    results = regression.fitted_results(fit, args.out)
     X, _, y, Y, _ = regression.fitted_target(fit, results)  # y lower is better, as fitted
     if sorted(fit.get("runs", [])) != sorted(results.runs):
         raise DataError(f"{args.out}/fit.json predates {results.path} (other runs); run --stage fit first, "
@@ -185,6 +189,21 @@ def stage_next(args, domains=None, m=None):
     ids = [int(x) for x in results.runs + [x["run"] for x in rows] if x.lstrip("-").isdigit()]
     start = max(max(ids, default=-1) + 1, len(results.runs))  # beyond every run id, numeric or not
     new = mixture_rows(names, w, start, r)
-    write_csv(path, rows + new, mixture_columns(names))
+    # no lock (they fail on parallel file systems): a claim on the round, made atomically, and the
+    # file read again under it, so that two --next at once never give one run id two mixtures
+    claim = os.path.join(args.out, f".next_round_{r}")
+    try:
+        fd = os.open(claim, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+    except FileExistsError:
+        raise DataError(f"{claim}: another --stage mixtures --next is writing round {r} on this --out now (or one was "
+                        "stopped while writing): let it finish, then run again; if none is running, delete that file") from None
+    try:
+        if read_rounds(path) != rows:
+            raise DataError(f"{path}: another --stage mixtures --next wrote round {r} meanwhile; nothing of this one "
+                            "was written: train that round, fit, then ask again")
+        write_csv(path, rows + new, mixture_columns(names))
+    finally:
+        os.close(fd)
+        os.remove(claim)
     print(f"round {r}: {m} mixtures proposed by {name} fitted on {len(y)} runs (runs {start}-{start + m - 1}) -> {path}")
     return new

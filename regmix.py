@@ -459,8 +459,9 @@ def get_args(argv=None):
     g.add_argument("--optimize", action="store_true",
                    help="with a smooth regressor, optimise it on the simplex within the caps, starting "
                         "from the simulated mixture (which mixture.json also keeps)")
-    g.add_argument("--bootstrap", type=int, default=10,
-                   help="refits on resampled runs to measure how stable the mixture is (0: none)")
+    g.add_argument("--bootstrap", type=int, default=None,
+                   help="refits on resampled runs to measure how stable the mixture is (0: none; default 10, "
+                        "for per_metric_lightgbm 40 / (metrics + 1), at least 3: each refit fits a forest per metric)")
     g.add_argument("--compare", action="append", default=[], metavar="NAME=FILE",
                    help="also predict this mixture (JSON domain -> weight); repeatable")
 

@@ -25,7 +25,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 
 import regressors
-from data import DataError, atomic_write_json, mixture_vector, read_csv, read_mixture, usable_cores
+from data import DataError, atomic_write_json, mixture_vector, read_csv, read_json, read_mixture, usable_cores
 from results import Results, paper2csv, target_weights
 
 FOLDS = 5
@@ -127,22 +127,34 @@ def trust_of(y, pred, seed, resamples=1000):
     return dict(cv_spearman=float(rho), interval=[float(lo), float(hi)], warning=warning)
 
 
-def save_regressor(out, model):
-    os.makedirs(os.path.join(out, "regressors"), exist_ok=True)
+def save_regressor(out, model, target):
+    """OUT/regressors/NAME.json, with the target it was fitted for: a later fit of another target
+    and --regressor leaves the others behind, and load_regressor must not search a stale one."""
     state = (dict(name="ensemble", members=[m.name for m in model.members]) if model.name == "ensemble"
              else regressors.state(model))
-    atomic_write_json(os.path.join(out, "regressors", f"{model.name}.json"), state)
+    atomic_write_json(os.path.join(out, "regressors", f"{model.name}.json"), dict(state, fitted_for=target))
 
 
-def load_regressor(out, name):
+def load_regressor(out, name, target=None):
+    """A saved regressor; with `target` (fit.json's target_weights and orientation), an error if it
+    was fitted for another one."""
     path = os.path.join(out, "regressors", f"{name}.json")
     if not os.path.exists(path):
         raise DataError(f"{path}: not found; run --stage fit (with --regressor auto or {name}) first")
-    with open(path) as f:
-        state = json.load(f)
+    state = read_json(path, f"run --stage fit (with --regressor auto or {name}) again")
+    if target is not None and state.pop("fitted_for", None) != target:
+        raise DataError(f"{path} was fitted for another target than fit.json's ({target['target']}); "
+                        f"run --stage fit --regressor {name} (or auto) for this target, or fit again")
+    state.pop("fitted_for", None)
     if name == "ensemble":
-        return regressors.Ensemble([load_regressor(out, m) for m in state["members"]])
+        return regressors.Ensemble([load_regressor(out, m, target) for m in state["members"]])
     return regressors.from_state(state)
+
+
+def fitted_for(fit):
+    """What a saved regressor records of the target it was fitted for."""
+    return dict(target=fit["target"], target_weights=fit["target_weights"], maximize=bool(fit.get("maximize")),
+                runs=len(fit["runs"]))
 
 
 def stage_fit(args, domains=None):
@@ -152,6 +164,13 @@ def stage_fit(args, domains=None):
     if spec is None:
         raise DataError(f"{results.path}: which loss to minimise? pass --target (one of {', '.join(results.loss_domains)}, "
                         "several as a,b or a=0.7,b=0.3, or all)")
+    regs = os.path.join(out, "regressors")
+    if os.path.exists(regs) and not os.path.isdir(regs):
+        raise DataError(f"{regs}: a file where fit keeps its regressors (a folder); move it away")
+    os.makedirs(regs, exist_ok=True)
+    if spec == "all":  # say what "all" averaged: every metric of the table
+        shown = ", ".join(list(tw)[:12]) + (f", ... ({len(tw)} in all)" if len(tw) > 12 else "")
+        print(f"target all: the mean of {len(tw)} metric(s): {shown}")
     X, y, L, runs_used = results.target_metrics(tw)
     runs = results.runs  # every run of the table, failed ones too: what --stage mixtures --next checks it against
     if len(y) < MIN_RUNS:
@@ -204,7 +223,7 @@ def stage_fit(args, domains=None):
 
     fit = dict(target=spec, target_weights=tw, n_train=len(y), n_test=len(y_true), evaluation=how,
                domains=results.domains, min_data_in_leaf=leaf, regressors=scores, cv_spearman=cv_rho, chosen=chosen,
-               results=results.path, metrics=args.metrics, runs=runs, maximize=bool(args.maximize), ceiling=ceiling,
+               results=results.path, metrics=args.metrics, runs=runs, tables=table_paths(out, results.path, args.metrics), maximize=bool(args.maximize), ceiling=ceiling,
                trust=trust, levels_comparable=bool(levels))
     if "ensemble" in held:
         fit["ensemble_members"] = members
@@ -213,9 +232,9 @@ def stage_fit(args, domains=None):
     with regressors.one_blas_thread():
         models = {n: regressors.fit(n, X, y, leaf, Y=Y) for n in singles}
     for m in models.values():
-        save_regressor(out, m)
+        save_regressor(out, m, fitted_for(fit))
     if "ensemble" in held:
-        save_regressor(out, regressors.Ensemble([models[m] for m in members]))
+        save_regressor(out, regressors.Ensemble([models[m] for m in members]), fitted_for(fit))
     atomic_write_json(os.path.join(out, "fit.json"), fit)
 
     print(f"fit: {spec} ({'higher' if args.maximize else 'lower'} is better) ~ {len(results.domains)} weights, {len(y)} runs; "
@@ -331,6 +350,9 @@ def search_space(args, names, X, domains=None, proxy_range=True):
     for the next round search beyond the proxy range (proxy_range=False): a run there measures
     what a fit could only extrapolate."""
     meta = domains.meta if domains is not None else None
+    if args.tokens and args.target_tokens is None:
+        raise DataError(f"--tokens {args.tokens} is read only with --target-tokens N (the target run's tokens, "
+                        "which it caps each domain for); add it, or leave --tokens out")
     prior = load_prior(args.prior, meta, names, X)
     train_tokens = None
     if args.target_tokens is not None and args.tokens:  # counts from elsewhere (Olmix's tokens.json), no data needed
@@ -419,12 +441,32 @@ def fitted_target(fit, results):
     return X, measured, orient(measured, ceiling), metric_columns(L, tw, ceiling is not None), runs
 
 
+def table_paths(out, results, metrics):
+    """Where fit's tables are, as fit.json records them: inside --out relative to it (a copied or
+    renamed --out still finds them), elsewhere absolute (another working directory still does)."""
+    def where(path):
+        if path is None:
+            return None
+        rel = os.path.relpath(os.path.abspath(path), os.path.abspath(out))
+        return dict(in_out=rel) if not rel.startswith(os.pardir) else dict(absolute=os.path.abspath(path))
+    return dict(results=where(results), metrics=where(metrics))
+
+
+def fitted_results(fit, out):
+    """The results table fit.json was fitted on (older fit.json files: their path as written)."""
+    def path(entry, fallback):
+        if not entry:
+            return fallback
+        return os.path.join(out, entry["in_out"]) if "in_out" in entry else entry["absolute"]
+    tables = fit.get("tables") or {}
+    return Results(path(tables.get("results"), fit["results"]), path(tables.get("metrics"), fit.get("metrics")))
+
+
 def read_fit(out):
     path = os.path.join(out, "fit.json")
     if not os.path.exists(path):
         raise DataError(f"{path}: not found; run --stage fit first")
-    with open(path) as f:
-        return json.load(f)
+    return read_json(path, "run --stage fit again")
 
 
 def stage_simulate(args, domains=None):
@@ -444,7 +486,7 @@ def simulate(args, domains, pool):
     if args.optimize and name in ("lightgbm", "component_lightgbm", "ensemble"):
         raise DataError(f"--optimize needs a smooth regressor (linear, mixing_law, quadratic, gp, per_metric_mixing_law), "
                         f"not {name}: trees are flat between thresholds; pass --regressor too")
-    X, measured, y, Y, runs = fitted_target(fit, Results(fit["results"], fit.get("metrics")))
+    X, measured, y, Y, runs = fitted_target(fit, fitted_results(fit, out))
     ceiling = fit.get("ceiling")
     prior, limits, cap = search_space(args, names, X, domains)
     # candidates as in the authors' notebook: Dirichlet with alpha = the prior (times a concentration
@@ -452,11 +494,12 @@ def simulate(args, domains, pool):
     # gamma draws release the GIL; importing LightGBM takes seconds)
     c, share = concentration(prior, cap, np.random.default_rng([args.seed, 1]))
     drawing = pool.submit(dirichlet, c * prior, np.random.default_rng(args.seed), args.samples)
-    model = load_regressor(out, name)
+    model = load_regressor(out, name, fitted_for(fit))
     # the bootstrap's refits need only the runs: they start now, and fill the cores that the
     # search's single-threaded parts and the plot leave idle
+    n_boot = bootstrap_refits(args.bootstrap, name, Y.shape[1])
     refits = [pool.submit(regressors.fit, name, X[idx], y[idx], fit["min_data_in_leaf"], to_score=True, Y=Y[idx],
-                          members=fit.get("ensemble_members")) for idx in resamples(len(y), args.bootstrap, args.seed)]
+                          members=fit.get("ensemble_members")) for idx in resamples(len(y), n_boot, args.seed)]
     cand = drawing.result()
     ok = (cand <= cap + 1e-12).all(1)
     if ok.sum() < args.top_k:
@@ -500,13 +543,13 @@ def simulate(args, domains, pool):
     plotting = pool.submit(plot_mixture, os.path.join(out, "mixture.png"), names, weights, prior,
                            f"{'max' if ceiling is not None else 'min'} {target}", X, run_rounds(out, runs))
     confidence = None
-    if args.bootstrap:
+    if n_boot:
         # the first 100,000 candidates within the constraints, and the same top fraction of them
         sub = kept[:100_000]
         k = max(1, round(args.top_k * len(sub) / len(kept)))
         ws = np.array([top_k_mean(r.result(), sub, k) for r in refits])  # each scored while later ones fit
         losses = np.array([r.result().predict(w[None])[0] for r, w in zip(refits, ws)])
-        confidence = dict(bootstrap=args.bootstrap, candidates=int(len(sub)), top_k=int(k),
+        confidence = dict(bootstrap=n_boot, candidates=int(len(sub)), top_k=int(k),
                           weights_std={d: float(s) for d, s in zip(names, ws.std(0))},
                           weights_mean={d: float(s) for d, s in zip(names, ws.mean(0))},
                           predicted_loss_std=float(np.std(losses)),
@@ -552,6 +595,15 @@ def simulate(args, domains, pool):
                                                        + [f"{p:.4f}" for p in predicted[1:]]))
     plotting.result()
     return result
+
+
+def bootstrap_refits(requested, name, n_metrics):
+    """--bootstrap N, or by default 10 refits; fewer (at least 3) for per_metric_lightgbm, whose every
+    refit fits a forest per metric and one more (14 forests on the paper's 13 losses: 10 refits took
+    27 of simulate's 32 s there, README)."""
+    if requested is not None:
+        return requested
+    return max(3, 40 // (n_metrics + 1)) if name == "per_metric_lightgbm" else 10
 
 
 def resamples(n, refits, seed):

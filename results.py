@@ -15,7 +15,9 @@ import numpy as np
 
 from data import DataError, read_csv, write_csv
 
-META_COLUMNS = {"", "run", "name", "index", "seed", "tokens", "seconds", "failed"}  # never a weight or a metric
+# never a weight or a metric (step, epoch: where in training another tool measured)
+META_COLUMNS = {"", "run", "name", "index", "seed", "tokens", "seconds", "failed", "step", "epoch",
+                "startup_seconds", "train_tokens_per_s"}
 
 
 class Results:
@@ -65,6 +67,10 @@ class Results:
         if not np.isfinite(self.X).all():
             i, j = np.argwhere(~np.isfinite(self.X))[0]
             raise DataError(f"{path}: run {self.runs[i]} has no weight for '{self.domains[j]}'; every run needs one per domain")
+        if (self.X < 0).any():
+            i, j = np.argwhere(self.X < 0)[0]
+            raise DataError(f"{path}: run {self.runs[i]} has a negative weight for '{self.domains[j]}' "
+                            f"({self.X[i, j]:g}); weights are shares of the tokens, 0 or more")
         sums = self.X.sum(1)
         bad = np.abs(sums - 1) > 0.02
         if bad.any():
@@ -163,6 +169,8 @@ def target_weights(spec, loss_domains, weight_domains, source):
     (their mean), 'a=0.7,b=0.3' (weighted), 'all' (the mean over every domain with a loss).
     Without --target: pile_cc (the paper's), else the single eval-only domain (a loss without a
     weight); else None, and the caller asks the user."""
+    if spec is not None and not spec.strip():
+        raise DataError("--target '': empty; name a domain (or several: a,b; weighted: a=0.7,b=0.3; or all)")
     if not spec:
         eval_only = [d for d in loss_domains if d not in weight_domains]
         spec = "pile_cc" if "pile_cc" in loss_domains else eval_only[0] if len(eval_only) == 1 else None
@@ -173,6 +181,8 @@ def target_weights(spec, loss_domains, weight_domains, source):
     weights = {}
     for part in spec.split(","):
         name, _, w = part.strip().partition("=")
+        if name in weights:
+            raise DataError(f"--target {spec}: '{name}' is named twice; name each domain once")
         if name not in loss_domains:
             raise DataError(f"--target {spec}: no such domain '{name}' in {source} (domains with a loss: "
                             f"{', '.join(loss_domains)})")

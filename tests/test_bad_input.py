@@ -244,3 +244,69 @@ def test_a_member_worse_than_the_mean_leaves_the_ensemble():
     assert regression.ensemble_members(cv, y) == ["lightgbm", "quadratic", "gp"]
     cv["mixing_law"] = y
     assert regression.ensemble_members(cv, y) == ["lightgbm", "mixing_law", "quadratic", "gp"]
+
+
+# -- issue 28: fit and simulate ---------------------------------------------------------------
+
+def small_table(path, n=24, extra="", negative=False):
+    rng = np.random.default_rng(0)
+    X = rng.dirichlet(np.ones(3), n)
+    if negative:
+        X[3] = [1.2, -0.2, 0.0]
+    lines = ["run,weight.a,weight.b,weight.c,loss.x,loss.y" + (",step" if extra else "")]
+    for i, x in enumerate(X):
+        lines.append(f"{i},{x[0]:.6f},{x[1]:.6f},{x[2]:.6f},{3 + x[0]:.6f},{4 - x[1]:.6f}" + (",1000" if extra else ""))
+    path.write_text("\n".join(lines) + "\n")
+    return str(path)
+
+
+def test_fit_inputs_that_are_not_what_they_should_be(tmp_path):
+    out = ["--out", str(tmp_path / "o"), "--target", "x", "--regressor", "linear"]
+    (tmp_path / "folder.csv").mkdir()
+    assert "a folder, not a CSV table" in error_of(regmix.main, ["--stage", "fit", "--results", str(tmp_path / "folder.csv"), *out])
+    table = small_table(tmp_path / "t.csv")
+    with open(table, "ab") as f:
+        f.write(b"99,0.3,0.3,0.4,3.1,4.0\xe9\n")  # one Windows-1252 byte
+    assert "not UTF-8 text" in error_of(regmix.main, ["--stage", "fit", "--results", table, *out])
+    neg = small_table(tmp_path / "neg.csv", negative=True)
+    msg = error_of(regmix.main, ["--stage", "fit", "--results", neg, *out])
+    assert "run 3 has a negative weight for 'b' (-0.2)" in msg
+    good = small_table(tmp_path / "good.csv")
+    (tmp_path / "o").mkdir(exist_ok=True)
+    (tmp_path / "o" / "regressors").write_text("in the way")
+    assert "a file where fit keeps its regressors" in error_of(regmix.main, ["--stage", "fit", "--results", good, *out])
+    assert not (tmp_path / "o" / "fit.json").exists()
+
+
+def test_truncated_and_stale_fit_files(tmp_path, capsys):
+    table = small_table(tmp_path / "t.csv", extra="step")
+    o = str(tmp_path / "o")
+    regmix.main(["--stage", "fit", "--results", table, "--out", o, "--target", "all", "--regressor", "linear"])
+    out = capsys.readouterr().out
+    assert "target all: the mean of 2 metric(s): x, y" in out  # the step column is no metric
+    sim = ["--stage", "simulate", "--out", o, "--prior", "uniform", "--samples", "5000", "--bootstrap", "0"]
+    regmix.main(sim)  # the fit is current: simulate runs
+    # a fit of another target and regressor leaves linear's file of the old target behind
+    regmix.main(["--stage", "fit", "--results", table, "--out", o, "--target", "x", "--regressor", "quadratic"])
+    assert "fitted for another target" in error_of(regmix.main, sim + ["--regressor", "linear"])
+    for name in ("fit.json", os.path.join("regressors", "quadratic.json")):
+        path = os.path.join(o, name)
+        text = open(path).read()
+        with open(path, "w") as f:
+            f.write(text[:len(text) // 2])
+        assert "truncated or not JSON" in error_of(regmix.main, sim)
+        with open(path, "w") as f:
+            f.write(text)
+
+
+def test_targets_and_flags_that_were_ignored_without_a_word(tmp_path):
+    table = small_table(tmp_path / "t.csv")
+    o = ["--out", str(tmp_path / "o"), "--regressor", "linear", "--results", table]
+    assert "named twice" in error_of(regmix.main, ["--stage", "fit", "--target", "x,x=0.5", *o])
+    assert "--target '': empty" in error_of(regmix.main, ["--stage", "fit", "--target", "", *o])
+    regmix.main(["--stage", "fit", "--target", "x", *o])
+    tokens = tmp_path / "tokens.json"
+    tokens.write_text(json.dumps({"a": 10, "b": 10, "c": 10}))
+    msg = error_of(regmix.main, ["--stage", "simulate", "--out", str(tmp_path / "o"), "--prior", "uniform",
+                                 "--tokens", str(tokens), "--samples", "5000", "--bootstrap", "0"])
+    assert "read only with --target-tokens" in msg

@@ -12,6 +12,7 @@ import regression
 from data import DataError
 
 DATA = os.path.join(os.path.dirname(__file__), "data")
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SMALL = ["--model", "tiny", "--steps", "4", "--batch-size", "4", "--micro-batch-size", "4", "--block-size", "16",
          "--eval-seqs", "4", "--warmup", "1", "--samples", "20000", "--top-k", "10", "--bootstrap", "0", "--regressor", "linear"]
 
@@ -138,3 +139,49 @@ def test_rounds_in_stage_all_resume_mid_round_and_next_by_shards(corpus_dir, tmp
     regmix.main(["--stage", "fit", "--data", corpus_dir, "--out", out, *SMALL])
     assert json.load(open(os.path.join(out, "fit.json")))["n_train"] == 23
 
+
+
+def test_two_next_at_once_never_give_one_run_two_mixtures(tmp_path):
+    """Two --stage mixtures --next 3 on one --out at the same time: one lands, the other fails
+    loudly; the file names each run once."""
+    import subprocess
+    import sys
+    results = tmp_path / "res.csv"
+    with open(os.path.join(DATA, "paper_train_1m.csv")) as f:
+        results.write_text("".join(f.readlines()[:25]))
+    prior = os.path.join(DATA, "paper_prior.json")
+    out = str(tmp_path / "o")
+    common = ["--data", str(tmp_path / "nothing"), "--out", out, "--target", "pile_cc"]
+    # LightGBM: each proposal refits a forest, so that both processes are still proposing when the
+    # first of them writes (with a quick regressor one may finish before the other reads the file)
+    regmix.main(["--stage", "fit", "--results", str(results), "--regressor", "lightgbm", *common])
+    cmd = [sys.executable, os.path.join(ROOT, "regmix.py"), "--stage", "mixtures", "--next", "3", "--prior", prior, *common]
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    procs = [subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env) for _ in range(2)]
+    done = [p.communicate(timeout=300) + (p.returncode,) for p in procs]
+    codes = sorted(rc for _, _, rc in done)
+    mix = rows(os.path.join(out, "mixtures.csv"))
+    ids = [r["run"] for r in mix]
+    # one lands; the other fails loudly: at once (the claim, or the file changed under it), or after
+    # the first finished (its round has no results yet). Never both "landed" with one set kept.
+    assert codes == [0, 1] and ids == ["25", "26", "27"], done
+    loser = next(err for _, err, rc in done if rc)
+    assert "another --stage mixtures --next" in loser or "have no result yet" in loser, loser
+    assert not os.path.exists(os.path.join(out, ".next_round_2"))
+    with pytest.raises(SystemExit, match="--next 100000: at most 256 mixtures a round"):
+        regmix.main(["--stage", "mixtures", "--next", "100000", "--prior", prior, *common])
+
+
+def test_a_moved_out_folder_still_finds_its_results(tmp_path, monkeypatch):
+    import shutil
+    results = tmp_path / "a" / "results.csv"
+    results.parent.mkdir()
+    with open(os.path.join(DATA, "paper_train_1m.csv")) as f:
+        results.write_text("".join(f.readlines()[:25]))
+    monkeypatch.chdir(tmp_path)
+    prior = os.path.join(DATA, "paper_prior.json")
+    regmix.main(["--stage", "fit", "--results", "a/results.csv", "--out", "a", "--regressor", "linear", "--data", "none"])
+    shutil.move(str(tmp_path / "a"), str(tmp_path / "b"))  # renamed, and run from elsewhere
+    monkeypatch.chdir(tmp_path / "b")
+    regmix.main(["--stage", "mixtures", "--next", "2", "--prior", prior, "--out", ".", "--data", "none"])
+    assert [r["run"] for r in rows("mixtures.csv")] == ["25", "26"]  # the table's runs are 1-24
