@@ -40,7 +40,7 @@ def test_whole_loop_and_compare(corpus_dir, tmp_path, capsys):
         assert os.path.exists(os.path.join(out, "regressors", f"{model}.json"))
     assert fit["chosen"] == max(fit["cv_spearman"], key=fit["cv_spearman"].get)  # the highest CV rho
     assert json.load(open(os.path.join(out, "regressors", "lightgbm.json")))["model"].startswith("tree")
-    assert set(json.load(open(os.path.join(out, "regressors", "linear.json")))) == {"name", "coef", "intercept"}
+    assert set(json.load(open(os.path.join(out, "regressors", "linear.json")))) == {"name", "coef", "intercept", "fitted_for"}
 
     mix = json.load(open(os.path.join(out, "mixture.json")))
     assert set(mix) >= {"weights", "predicted_loss", "n_samples", "top_k", "target", "baselines"}
