@@ -28,16 +28,16 @@ def compute_dtype(t):
     return torch.get_autocast_dtype(dev) if torch.is_autocast_enabled(dev) else t.dtype
 
 
-def softmax_grad(h, w, targets, scale):
+def softmax_grad(h, w, targets):
     """Reference of what the fused kernel computes for rows h (n, d) of one chunk: each row's loss
-    (logsumexp - target logit) and g = (softmax - onehot) * scale, the gradient of the logits.
-    The product runs in h's dtype; softmax in fp32 (fp64 when h is fp64)."""
+    (logsumexp - target logit) and g = softmax - onehot, the gradient of the row's loss by its
+    logits. The product runs in h's dtype; softmax in fp32 (fp64 when h is fp64)."""
     acc = torch.promote_types(h.dtype, torch.float32)
     logp = torch.log_softmax((h @ w.T).to(acc), dim=-1)
     loss = -logp.gather(1, targets[:, None]).squeeze(1)
-    g = logp.exp_()
+    g = logp.exp_()  # in place: the logits are the largest tensor of a proxy's step
     g[torch.arange(len(targets), device=g.device), targets] -= 1
-    return loss, (g * scale).to(h.dtype)
+    return loss, g.to(h.dtype)
 
 
 class HeadCrossEntropy(torch.autograd.Function):
@@ -57,11 +57,14 @@ class HeadCrossEntropy(torch.autograd.Function):
         step = softmax_grad_fused if fused else softmax_grad
         for i in range(0, n, chunk):
             hc = hd[i:i + chunk]
-            rows, g = step(hc, wd, targets[i:i + chunk], 1.0 / n)  # g: d (mean loss) / d logits, dtype cd
+            rows, g = step(hc, wd, targets[i:i + chunk])  # g: d (summed loss) / d logits, dtype cd
             loss += rows.sum(dtype=acc)
             if need_grad:  # both products in cd: tensor cores under autocast, never an fp32 GEMM
                 grad_h[i:i + chunk] = g @ wd
                 grad_w += g.T @ hc
+        if need_grad:  # the mean's 1/n, once on the small gradients rather than on every logit
+            grad_h /= n
+            grad_w /= n
         ctx.save_for_backward(grad_h, grad_w)
         ctx.weight_dtype = weight.dtype
         return loss / n
@@ -94,11 +97,13 @@ def cross_entropy(h, weight, targets, chunk=None, fused=False):
 # the fused kernel (Triton): imported only where it can run
 
 INTERPRET = os.environ.get("TRITON_INTERPRET") == "1"  # Triton's CPU interpreter: the tests' way to run it
-try:
-    import triton
-    import triton.language as tl
-except ImportError:  # CPU-only installs: the chunked path serves
-    triton = None
+triton = None
+if torch.cuda.is_available() or INTERPRET:  # (a CPU run does not pay for importing it)
+    try:
+        import triton
+        import triton.language as tl
+    except ImportError:  # the chunked path serves
+        triton = None
 
 
 def fused_width(d):
@@ -113,11 +118,11 @@ def fused_ok(h, weight):
 
 if triton is not None:
     @triton.jit
-    def _softmax_grad_kernel(h_ptr, w_ptr, t_ptr, g_ptr, loss_ptr, N, N_BUCKET, scale, V: tl.constexpr,
+    def _softmax_grad_kernel(h_ptr, w_ptr, t_ptr, g_ptr, loss_ptr, N, N_BUCKET, V: tl.constexpr,
                              D: tl.constexpr, BM: tl.constexpr, BN: tl.constexpr):
         """One program per BM rows: pass 1 streams W in blocks of BN rows and keeps a running max
         and sum of exp (online softmax); pass 2 recomputes each block of logits and writes
-        (softmax - onehot) * scale. Logits exist only in registers."""
+        softmax - onehot. Logits exist only in registers."""
         rows = tl.program_id(0) * BM + tl.arange(0, BM)
         rmask = rows < N
         dims = tl.arange(0, D)
@@ -143,7 +148,7 @@ if triton is not None:
             w = tl.load(w_ptr + cols[:, None] * D + dims[None, :], mask=(cols < V)[:, None], other=0.0)
             x = tl.dot(h, tl.trans(w))
             g = tl.exp(x - lse[:, None]) - tl.where(cols[None, :] == tgt[:, None], 1.0, 0.0)
-            tl.store(g_ptr + rows[:, None] * V + cols[None, :], (g * scale).to(g_ptr.dtype.element_ty),
+            tl.store(g_ptr + rows[:, None] * V + cols[None, :], g.to(g_ptr.dtype.element_ty),
                      mask=rmask[:, None] & (cols < V)[None, :])
 
     # on a GPU the block sizes are measured at the first call of each (V, D, rows rounded up to a power
@@ -153,23 +158,23 @@ if triton is not None:
     _tuned_kernel = _softmax_grad_kernel if INTERPRET else triton.autotune(_CONFIGS, key=["V", "D", "N_BUCKET"])(_softmax_grad_kernel)
 
     @torch.library.custom_op("regmix::softmax_grad", mutates_args=())
-    def _softmax_grad_op(h: torch.Tensor, w: torch.Tensor, targets: torch.Tensor, scale: float) -> tuple[torch.Tensor, torch.Tensor]:
+    def _softmax_grad_op(h: torch.Tensor, w: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         h, w = h.contiguous(), w.contiguous()
         n, d = h.shape
         loss = torch.empty(n, dtype=torch.float32, device=h.device)
         g = torch.empty(n, w.size(0), dtype=h.dtype, device=h.device)
         if INTERPRET:
-            _tuned_kernel[(triton.cdiv(n, 16),)](h, w, targets, g, loss, n, 0, scale, V=w.size(0), D=d, BM=16, BN=32)
+            _tuned_kernel[(triton.cdiv(n, 16),)](h, w, targets, g, loss, n, 0, V=w.size(0), D=d, BM=16, BN=32)
         else:
-            _tuned_kernel[lambda meta: (triton.cdiv(n, meta["BM"]),)](h, w, targets, g, loss, n, triton.next_power_of_2(n), scale,
+            _tuned_kernel[lambda meta: (triton.cdiv(n, meta["BM"]),)](h, w, targets, g, loss, n, triton.next_power_of_2(n),
                                                                       V=w.size(0), D=d)
         return loss, g
 
     @_softmax_grad_op.register_fake
-    def _(h, w, targets, scale):  # shapes for torch.compile, which treats the op as opaque
+    def _(h, w, targets):  # shapes for torch.compile, which treats the op as opaque
         return h.new_empty(h.size(0), dtype=torch.float32), h.new_empty(h.size(0), w.size(0))
 
 
-def softmax_grad_fused(h, w, targets, scale):
+def softmax_grad_fused(h, w, targets):
     """softmax_grad through the Triton kernel: same results, the logits never written."""
-    return _softmax_grad_op(h, w, targets, float(scale))
+    return _softmax_grad_op(h, w, targets)
