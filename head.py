@@ -61,7 +61,10 @@ class HeadCrossEntropy(torch.autograd.Function):
             loss += rows.sum(dtype=acc)
             if need_grad:  # both products in cd: tensor cores under autocast, never an fp32 GEMM
                 grad_h[i:i + chunk] = g @ wd
-                grad_w += g.T @ hc
+                if g.dtype == grad_w.dtype:  # fp32 (or the tests' fp64) throughout: accumulate in place
+                    grad_w.addmm_(g.T, hc)
+                else:  # bf16 product (fp32 accumulation inside it), added to the fp32 sum
+                    grad_w += g.T @ hc
         if need_grad:  # the mean's 1/n, once on the small gradients rather than on every logit
             grad_h /= n
             grad_w /= n
