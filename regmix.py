@@ -44,7 +44,7 @@ from mixtures import check_mixtures, n_mixtures, read_rounds, round_sizes, stage
 
 # torch is imported inside the stages that train (proxy, train, compare, export, eval): mixtures,
 # fit and simulate never need it, and importing it takes ~2.5 s, longer than a whole fit.
-MODELS = ("tiny", "1m", "60m", "1b")  # model.PRESETS (a test checks they agree)
+MODELS = ("tiny", "1m", "1m-deep", "60m", "1b")  # model.PRESETS (a test checks they agree)
 
 # -----------------------------------------------------------------------------
 # proxy: one run per mixture, each persisted the moment it finishes
@@ -287,6 +287,9 @@ def summary(args):
     print(f"{'predicted' if mix.get('maximize') else 'predicted loss':<14}{mix['predicted_loss']:>9.4f}{'':>7}{nat['predicted_loss']:>9.4f}{uni['predicted_loss']:>9.4f}")
     print(f"held-out Spearman rho ({fit['evaluation']}, {fit['n_test']} runs): "
           + ", ".join(f"{n} {m['spearman']:.3f}" for n, m in fit["regressors"].items()) + f"; chosen: {fit['chosen']}")
+    if fit.get("learning_curve"):
+        print(f"more proxies? CV rho by runs: " + ", ".join(f"{c['runs']} {c['spearman']:.3f}" for c in fit["learning_curve"])
+              + f"; out-of-fold top-1 regret {fit['top1_regret']:.4g}")
     if conf:
         print(f"stability: {conf['bootstrap']} bootstrap refits move the mixture by {conf['mean_abs_change']:.3f} "
               "on average (total variation; 0 = the same, 1 = disjoint)")
@@ -357,7 +360,8 @@ def get_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     g = p.add_argument_group("every stage")
     g.add_argument("--stage", required=True,
-                   choices=["mixtures", "proxy", "collect", "fit", "simulate", "train", "all", "compare", "export", "eval"],
+                   choices=["mixtures", "proxy", "collect", "fit", "simulate", "train", "all", "compare", "ladder", "export",
+                            "eval"],
                    help="what to run (see above)")
     g.add_argument("--data", default="data/default", help="a folder made by prepare.py")
     g.add_argument("--out", default="out", help="where every artefact goes (plain CSV / JSON / PNG files)")
@@ -411,6 +415,18 @@ def get_args(argv=None):
                    help="train only the runs r with r mod N == I, e.g. one task of a job array (default: "
                         "SLURM_ARRAY_TASK_ID/SLURM_ARRAY_TASK_COUNT when both are set, else all runs)")
     g.add_argument("--proxy-ckpt", action="store_true", help="also save each proxy's weights (OUT/runs/run_NNNNN.pt)")
+
+    g = p.add_argument_group("ladder (ladder.py: do the proxies rank mixtures as a larger scale does?)")
+    g.add_argument("--ladder-runs", type=int, default=16,
+                   help="sweep mixtures to train again at the second scale, spread over the target (besides the "
+                        "chosen, natural and uniform mixtures)")
+    g.add_argument("--ladder-model", default=None, choices=MODELS, help="the second scale's model (default: --model)")
+    g.add_argument("--ladder-steps", type=int, default=None, help="the second scale's steps (default: its recipe's)")
+    g.add_argument("--ladder-results", default=None, metavar="CSV",
+                   help="the report alone, for two tables that share mixtures (joined on run): --results is the small "
+                        "scale, this the large one")
+    g.add_argument("--ladder-metrics", default=None, metavar="CSV",
+                   help="the large scale's metrics, where --ladder-results holds only the mixtures (as --metrics)")
 
     g = p.add_argument_group("train (and compare)")
     g.add_argument("--mixture", default=None, help="a JSON of domain -> weight, or simulate's mixture.json (default: OUT/mixture.json)")
@@ -483,6 +499,10 @@ def main(argv=None):
     args = get_args(argv)
     try:
         make_dir(args.out, "--out")
+        if args.stage == "ladder" and args.ladder_results:  # two tables, no data
+            import ladder
+            ladder.stage_ladder_offline(args)
+            return
         if args.stage in ("fit", "simulate", "mixtures"):  # these also work without data (results from elsewhere)
             domains = open_domains(args.data) if os.path.exists(os.path.join(args.data, "meta.json")) else None
             if args.stage == "fit" and not args.results and domains and os.path.isdir(os.path.join(args.out, "runs")):
@@ -518,6 +538,9 @@ def main(argv=None):
             print(f"all stages took {(time.time() - t0) / 60:.1f} min")
         elif args.stage == "compare":
             stage_compare(args, domains)
+        elif args.stage == "ladder":
+            import ladder
+            ladder.stage_ladder(args, domains, stage_proxy)
         elif args.stage in ("export", "eval"):
             stage_export(args, domains)
     except DataError as e:

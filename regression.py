@@ -108,6 +108,33 @@ def choose(cv_rho):
     return max(cv_rho, key=lambda n: (round(cv_rho[n], 6), -list(cv_rho).index(n)))
 
 
+def top1_regret(y, pred, seed=42):
+    """Out-of-fold top-1 regret: in each fold of the cross-validation, the measured target of the run
+    predicted best minus the best measured in that fold (fitted orientation, so 0 or more), averaged.
+    What trusting the fit's favourite over the runs themselves would have cost."""
+    idx = np.random.default_rng(seed).permutation(len(y))  # the folds of predictions()
+    return float(np.mean([y[t[np.argmin(pred[t])]] - y[t].min() for t in (idx[k::FOLDS] for k in range(FOLDS))]))
+
+
+def learning_curve(name, X, y, Y, min_data_in_leaf, members, rho_all, seed=42):
+    """CV Spearman of regressor `name` on 25, 50 and 75% of the runs (a random subset each) and on
+    all of them (rho_all): still rising at 100% means more proxies would likely help."""
+    curve = []
+    rng = np.random.default_rng([seed, 7])
+    for frac in (0.25, 0.5, 0.75):
+        n = int(round(frac * len(y)))
+        if n < MIN_RUNS:
+            continue
+        sub = rng.permutation(len(y))[:n]
+        leaf = regressors.leaf_size(n, min_data_in_leaf, X.shape[1])
+        singles = list(members) if name == "ensemble" else [name]
+        pred = predictions(singles, X[sub], y[sub], leaf=leaf, members=members if name == "ensemble" else [], Y=Y[sub])
+        curve.append(dict(runs=n, spearman=metrics(y[sub], pred[name])["spearman"]))
+    if rho_all is not None:
+        curve.append(dict(runs=len(y), spearman=float(rho_all)))
+    return curve
+
+
 def trust_of(y, pred, seed, resamples=1000):
     """How far the chosen fit can be trusted: its cross-validated Spearman, a 95% bootstrap interval
     of it (the runs resampled), and a warning where it ranks little better than chance (below
@@ -217,6 +244,10 @@ def stage_fit(args, domains=None):
     cv_rho = {n: metrics(y, p)["spearman"] for n, p in cv.items()}
     chosen = choose(cv_rho) if args.regressor == "auto" else args.regressor
     trust = trust_of(y, cv[chosen], args.seed)
+    # would more proxies help? (one forest per metric is costly to refit: past 16 metrics the curve is LightGBM's)
+    curve_of = chosen if chosen != "per_metric_lightgbm" or Y.shape[1] <= 16 else "lightgbm"
+    curve = dict(top1_regret=top1_regret(y, cv[chosen]), learning_curve_of=curve_of,
+                 learning_curve=learning_curve(curve_of, X, y, Y, args.min_data_in_leaf, members, cv_rho.get(curve_of)))
     # R^2 and MSE compare levels: on a held-out table of another scale (1M proxies -> 60M models) the
     # losses sit elsewhere (mean shifted by more than 2 sd of the training runs') and only ranks compare
     levels = not args.test or abs(y_true.mean() - measured.mean()) <= 2 * measured.std()
@@ -224,7 +255,7 @@ def stage_fit(args, domains=None):
     fit = dict(target=spec, target_weights=tw, n_train=len(y), n_test=len(y_true), evaluation=how,
                domains=results.domains, min_data_in_leaf=leaf, regressors=scores, cv_spearman=cv_rho, chosen=chosen,
                results=results.path, metrics=args.metrics, runs=runs, tables=table_paths(out, results.path, args.metrics), maximize=bool(args.maximize), ceiling=ceiling,
-               trust=trust, levels_comparable=bool(levels))
+               trust=trust, levels_comparable=bool(levels), **curve)
     if "ensemble" in held:
         fit["ensemble_members"] = members
     fit.update({n: scores[n] for n in ("lightgbm", "linear") if n in scores})  # the keys fit.json always had
@@ -254,6 +285,9 @@ def stage_fit(args, domains=None):
               f"runs' {measured.mean():.4g} +/- {measured.std():.3g}, another scale; only the ranking compares)")
     if args.regressor == "auto":
         print(f"chosen by {FOLDS}-fold cross-validated Spearman on the training runs: {chosen} (the highest)")
+    print(f"{chosen}: out-of-fold top-1 regret {curve['top1_regret']:.4g} (the measured {spec} of each fold's predicted "
+          f"best run minus its best); CV rho by runs ({curve_of}): "
+          + ", ".join(f"{c['runs']} {c['spearman']:.3f}" for c in curve["learning_curve"]))
     if trust["warning"]:
         print(f"warning: {trust['warning']}")
     plot_fit(os.path.join(out, "fit.png"), y_true, held, spec, fit, None if args.test else run_rounds(out, runs_used))
