@@ -288,7 +288,7 @@ def summary(args):
     print(f"held-out Spearman rho ({fit['evaluation']}, {fit['n_test']} runs): "
           + ", ".join(f"{n} {m['spearman']:.3f}" for n, m in fit["regressors"].items()) + f"; chosen: {fit['chosen']}")
     if fit.get("learning_curve"):
-        print(f"more proxies? CV rho by runs: " + ", ".join(f"{c['runs']} {c['spearman']:.3f}" for c in fit["learning_curve"])
+        print("more proxies? CV rho by runs: " + ", ".join(f"{c['runs']} {c['spearman']:.3f}" for c in fit["learning_curve"])
               + f"; out-of-fold top-1 regret {fit['top1_regret']:.4g}")
     if conf:
         print(f"stability: {conf['bootstrap']} bootstrap refits move the mixture by {conf['mean_abs_change']:.3f} "

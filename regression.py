@@ -17,7 +17,6 @@ The paper's released data converts to this project's results schema with
     python regression.py paper2csv MIXTURE_CSV LOSS_CSV OUT_CSV
     python regression.py paper2csv MIXTURE_CSV OUT_MIXTURES_CSV      # mixtures only, for --stage proxy
 """
-import json
 import os
 import sys
 from concurrent.futures import ThreadPoolExecutor
