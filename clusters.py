@@ -99,6 +99,8 @@ def fit(texts, k, seed=0, model=None):
     texts = [t for t in texts if t.strip()]
     if k < 2:
         raise DataError(f"--cluster {k}: need at least 2 clusters")
+    if len(texts) < 2:
+        raise DataError(f"--cluster {k}: the input has {len(texts)} non-empty document(s); clustering needs at least 2")
     if len(texts) < k:
         raise DataError(f"--cluster {k}: the input has only {len(texts)} non-empty document(s) to cluster; "
                         f"ask for at most {len(texts)} clusters")
@@ -114,7 +116,16 @@ def fit(texts, k, seed=0, model=None):
         df = np.diff(counts.tocsc().indptr)  # documents holding each word
         c = Clustering(np.zeros((0, len(df))), list(cv.get_feature_names_out()), np.log((1 + len(texts)) / (1 + df)) + 1)
     v = c.vectors(texts) if model else tfidf(counts, c.idf)
-    km = KMeans(k, n_init=3, random_state=seed).fit(v)
+    import warnings
+    with warnings.catch_warnings():  # (scikit-learn warns where fewer distinct points than k: said below)
+        warnings.simplefilter("ignore")
+        km = KMeans(k, n_init=3, random_state=seed).fit(v)
+    found = len(np.unique(km.labels_))
+    if found < 2:
+        raise DataError(f"--cluster {k}: the sample's documents are all alike (identical texts): nothing to cluster")
+    if found < k:  # near-identical documents: fewer groups than asked for
+        raise DataError(f"--cluster {k}: the sample's documents form only {found} distinct clusters (identical or "
+                        f"near-identical texts); ask for --cluster {found} or fewer")
     c.centres = km.cluster_centers_.astype(np.float32)
     return c
 
@@ -175,6 +186,11 @@ def embed(folder, texts, batch=32, max_length=512):
             from transformers import AutoModel, AutoTokenizer
         except ImportError:
             raise DataError("--cluster-model needs transformers: pip install transformers") from None
+        if not os.path.isdir(folder):
+            raise DataError(f"--cluster-model {folder}: no such folder (a local Hugging Face model folder; nothing "
+                            "is downloaded)")
+        if not os.path.exists(os.path.join(folder, "config.json")):
+            raise DataError(f"--cluster-model {folder}: no config.json in it: not a Hugging Face model folder")
         try:
             tok = AutoTokenizer.from_pretrained(folder, local_files_only=True)
             model = AutoModel.from_pretrained(folder, local_files_only=True).eval()
@@ -184,6 +200,8 @@ def embed(folder, texts, batch=32, max_length=512):
             tok.pad_token = tok.eos_token or tok.unk_token
         _EMBEDDER = (folder, tok, model)
     _, tok, model = _EMBEDDER
+    # documents are cut at the model's own limit of positions where it is below max_length
+    max_length = min(max_length, getattr(model.config, "max_position_embeddings", None) or max_length)
     out = []
     with torch.no_grad():
         for i in range(0, len(texts), batch):

@@ -16,6 +16,7 @@ import regression
 from data import DataError, read_csv, read_mixture, write_csv
 
 N_MIXTURES = {"paper": 512, "tiny": 64}  # the paper's sweep; tiny: sized for the demo on 2 CPU cores
+DEFAULT_DATA = "data/default"  # regmix.py's --data default
 MAX_NEXT = 256  # mixtures one --next may propose (each takes a refit of the regressor)
 
 
@@ -160,8 +161,13 @@ def stage_next(args, domains=None, m=None):
     fit = regression.read_fit(args.out)
     names = fit["domains"]
     if domains is not None and sorted(names) != sorted(domains.trainable):
-        raise DataError(f"{args.out}/fit.json was fitted on domains {', '.join(names)}, but {args.data} trains "
-                        f"{', '.join(domains.trainable)}: use the --data of that fit, or fit again")
+        if args.data != DEFAULT_DATA:
+            raise DataError(f"{args.out}/fit.json was fitted on domains {', '.join(names)}, but {args.data} trains "
+                            f"{', '.join(domains.trainable)}: use the --data of that fit, or fit again")
+        # the default folder (the demo's corpus) belongs to another sweep: work without data, as for any
+        # sweep from elsewhere
+        print(f"note: {args.data} (the default --data) holds other domains than this fit's: proposing without it")
+        domains = None
     results = regression.fitted_results(fit, args.out)
     X, _, y, Y, _ = regression.fitted_target(fit, results)  # y lower is better, as fitted
     if sorted(fit.get("runs", [])) != sorted(results.runs):

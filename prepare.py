@@ -371,6 +371,10 @@ def main(argv=None):
     clustered = args.cluster is not None or args.clusters_from is not None
     if args.cluster is not None and args.clusters_from:
         p.error("--cluster K fits new clusters, --clusters-from reuses saved ones: pass one of them")
+    if args.cluster_model and args.clusters_from:
+        p.error("--cluster-model is for --cluster K; --clusters-from reuses the model saved with that clustering")
+    if args.cluster is not None and args.cluster_sample < 1:
+        p.error(f"--cluster-sample {args.cluster_sample}: at least 1 (the documents k-means is fitted on)")
     if bool(args.shards) != bool(args.domain_key) and not (clustered and args.shards):
         p.error("--shards and --domain-key go together (--pile needs neither; with --cluster K, --shards need no key)")
     vocab = args.vocab_size or (4096 if embedded and args.tokenizer == "gpt2" else None)

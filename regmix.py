@@ -40,7 +40,7 @@ import regression  # noqa: E402
 import regressors  # noqa: E402
 from data import (DataError, atomic_write_json, atomic_write_text, check_block_size, make_dir, mixture_vector,  # noqa: E402
                   open_domains, read_csv, read_mixture, usable_cores, write_csv)
-from mixtures import check_mixtures, n_mixtures, read_rounds, round_sizes, stage_mixtures, stage_next  # noqa: E402
+from mixtures import DEFAULT_DATA, check_mixtures, n_mixtures, read_rounds, round_sizes, stage_mixtures, stage_next  # noqa: E402
 
 # torch is imported inside the stages that train (proxy, train, compare, export, eval): mixtures,
 # fit and simulate never need it, and importing it takes ~2.5 s, longer than a whole fit.
@@ -363,7 +363,7 @@ def get_args(argv=None):
                    choices=["mixtures", "proxy", "collect", "fit", "simulate", "train", "all", "compare", "ladder", "export",
                             "eval"],
                    help="what to run (see above)")
-    g.add_argument("--data", default="data/default", help="a folder made by prepare.py")
+    g.add_argument("--data", default=DEFAULT_DATA, help="a folder made by prepare.py")
     g.add_argument("--out", default="out", help="where every artefact goes (plain CSV / JSON / PNG files)")
     g.add_argument("--model", default="1m", choices=MODELS,
                    help="model size of proxy and train; tiny also picks CPU-sized recipes and --n-mixtures")

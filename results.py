@@ -178,6 +178,8 @@ def target_weights(spec, loss_domains, weight_domains, source):
             return None, None
     if spec == "all":
         return spec, {d: 1 / len(loss_domains) for d in loss_domains}
+    if spec in loss_domains:  # one metric, whose name may hold ',' or '=' (lm-eval's acc,none)
+        return spec, {spec: 1.0}
     weights = {}
     for part in spec.split(","):
         name, _, w = part.strip().partition("=")

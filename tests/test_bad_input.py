@@ -310,3 +310,26 @@ def test_targets_and_flags_that_were_ignored_without_a_word(tmp_path):
     msg = error_of(regmix.main, ["--stage", "simulate", "--out", str(tmp_path / "o"), "--prior", "uniform",
                                  "--tokens", str(tokens), "--samples", "5000", "--bootstrap", "0"])
     assert "read only with --target-tokens" in msg
+
+
+def test_a_metric_named_with_a_comma_can_be_targeted(tmp_path):
+    rng = np.random.default_rng(0)
+    X = rng.dirichlet(np.ones(3), 24)
+    lines = ["run,weight.a,weight.b,weight.c,\"acc,none\""] + [
+        f"{i},{x[0]:.6f},{x[1]:.6f},{x[2]:.6f},{0.5 + 0.3 * x[0]:.6f}" for i, x in enumerate(X)]
+    (tmp_path / "t.csv").write_text("\n".join(lines).replace(",\"acc,none\"", ",\"loss.acc,none\"") + "\n")
+    regmix.main(["--stage", "fit", "--results", str(tmp_path / "t.csv"), "--out", str(tmp_path / "o"),
+                 "--target", "acc,none", "--regressor", "linear", "--maximize"])
+    assert json.load(open(tmp_path / "o" / "fit.json"))["target_weights"] == {"acc,none": 1.0}
+
+
+def test_next_without_data_beside_the_default_corpus(tmp_path, corpus_dir, monkeypatch, capsys):
+    """data/default holds the demo's domains; the fit is of another sweep: --next works without it."""
+    shutil.copytree(corpus_dir, tmp_path / "data" / "default")
+    monkeypatch.chdir(tmp_path)
+    with open(PAPER_TRAIN) as f:
+        (tmp_path / "r.csv").write_text("".join(f.readlines()[:25]))
+    regmix.main(["--stage", "fit", "--results", "r.csv", "--out", "o", "--regressor", "linear", "--target", "pile_cc"])
+    regmix.main(["--stage", "mixtures", "--next", "2", "--out", "o", "--prior", os.path.join(DATA, "paper_prior.json")])
+    assert "proposing without it" in capsys.readouterr().out
+    assert len(open(tmp_path / "o" / "mixtures.csv").read().splitlines()) == 3

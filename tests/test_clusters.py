@@ -80,8 +80,10 @@ def test_a_second_corpus_goes_to_the_same_clusters(tmp_path):
 
 
 @pytest.mark.parametrize("docs,k,message", [
-    ([], 2, "only 0 non-empty document"),
-    (["just one document here"], 2, "only 1 non-empty document"),
+    ([], 2, "has 0 non-empty document.s.; clustering needs at least 2"),
+    (["just one document here"], 2, "has 1 non-empty document.s.; clustering needs at least 2"),
+    (["the same words here"] * 30, 3, "all alike .identical texts.: nothing to cluster"),
+    (["the same words here"] * 15 + ["other text entirely"] * 15, 3, "form only 2 distinct clusters"),
     (["a b c", "d e f", "g h i"], 5, "--cluster 5: the input has only 3 non-empty document.s. to cluster; ask for at most 3"),
     (["a b c", "d e f"], 1, "--cluster 1: need at least 2 clusters"),
 ])
@@ -108,8 +110,9 @@ def test_a_local_embedding_model(tmp_path):
     words = sorted({w for ws in WORDS.values() for w in ws} | {"doc"} | {str(i) for i in range(100)})
     (folder / "vocab.txt").write_text("\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *words]) + "\n")
     transformers.BertTokenizerFast(str(folder / "vocab.txt")).save_pretrained(folder)
+    # 64 positions: documents (40-120 words) are cut at the model's limit, not at 512 tokens
     cfg = transformers.BertConfig(vocab_size=5 + len(words), hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
-                                  intermediate_size=32)
+                                  intermediate_size=32, max_position_embeddings=64)
     transformers.BertModel(cfg).save_pretrained(folder)
     shard = tmp_path / "s.jsonl"
     kinds = unlabelled(shard, n=10)
@@ -132,3 +135,19 @@ def test_the_whole_loop_on_clustered_domains(tmp_path):
     mix = json.load(open(os.path.join(out, "mixture.json")))
     assert sorted(mix["weights"]) == ["cluster_000", "cluster_001", "cluster_002"]
     assert sum(mix["weights"].values()) == pytest.approx(1)
+
+
+def test_cluster_flags_that_cannot_work(tmp_path, capsys):
+    shard = tmp_path / "s.jsonl"
+    unlabelled(shard, n=5)
+    with pytest.raises(SystemExit, match="no such folder"):
+        prep("--shards", shard, "--cluster", 3, "--cluster-model", tmp_path / "missing", "--out", tmp_path / "o")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(SystemExit, match="no config.json in it"):
+        prep("--shards", shard, "--cluster", 3, "--cluster-model", tmp_path / "empty", "--out", tmp_path / "o")
+    for argv, message in ((["--cluster", 3, "--cluster-sample", 0], "--cluster-sample 0: at least 1"),
+                          (["--clusters-from", tmp_path, "--cluster-model", tmp_path], "--cluster-model is for --cluster K")):
+        with pytest.raises(SystemExit):
+            prep("--shards", shard, *argv, "--out", tmp_path / "o")
+        assert message in capsys.readouterr().err
+    assert not os.path.exists(tmp_path / "o" / "meta.json")
