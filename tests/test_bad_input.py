@@ -333,3 +333,12 @@ def test_next_without_data_beside_the_default_corpus(tmp_path, corpus_dir, monke
     regmix.main(["--stage", "mixtures", "--next", "2", "--out", "o", "--prior", os.path.join(DATA, "paper_prior.json")])
     assert "proposing without it" in capsys.readouterr().out
     assert len(open(tmp_path / "o" / "mixtures.csv").read().splitlines()) == 3
+
+
+def test_a_run_twice_in_metrics_is_refused(tmp_path):
+    ratios = os.path.join(DATA, "olmix_dclm_ratios_40.csv")
+    lines = open(os.path.join(DATA, "olmix_dclm_metrics_40.csv")).read().splitlines()
+    (tmp_path / "m.csv").write_text("\n".join(lines + [lines[1]]) + "\n")  # the first run's row again
+    msg = error_of(regmix.main, ["--stage", "fit", "--results", ratios, "--metrics", str(tmp_path / "m.csv"),
+                                 "--out", str(tmp_path / "o"), "--target", "all"])
+    assert "appears twice" in msg and "m.csv" in msg
