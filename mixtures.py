@@ -101,8 +101,9 @@ def round_sizes(n, rounds):
     return [n // 2] + [later // (rounds - 1) + (i < later % (rounds - 1)) for i in range(rounds - 1)]
 
 
-def n_mixtures(args):
-    return args.n_mixtures or N_MIXTURES["tiny" if args.model == "tiny" else "paper"]
+def n_mixtures(requested, model):
+    """--n-mixtures, or the paper's 512 (64 for the tiny demo)."""
+    return requested or N_MIXTURES["tiny" if model == "tiny" else "paper"]
 
 
 def mixture_columns(names):
@@ -138,7 +139,7 @@ def stage_mixtures(args, domains=None):
     else:
         raise DataError(f"{args.data}: no meta.json; prepare the data, or pass --prior FILE (JSON domain -> share)")
     prior = regression.load_prior(args.prior, domains.meta if domains is not None else None, names)
-    n = round_sizes(n_mixtures(args), args.rounds)[0]
+    n = round_sizes(n_mixtures(args.n_mixtures, args.model), args.rounds)[0]
     w = sample_mixtures(prior, n, seed=args.seed)
     cols = mixture_columns(names)
     rows = mixture_rows(names, w, 0, 1)
@@ -180,7 +181,8 @@ def stage_next(args, domains=None, m=None):
         raise DataError(f"{path}: {len(pending)} mixture(s) have no result yet (run {', '.join(pending[:5])}"
                         f"{', ...' if len(pending) > 5 else ''}): train them (--stage proxy), then fit, then ask for more")
     r = max((int(x["round"]) for x in rows), default=1) + 1
-    prior, _, cap = regression.search_space(args, names, X, domains, proxy_range=False)
+    prior, _, cap = regression.search_space(names, X, domains.meta if domains is not None else None,
+                                            regression.Constraints.from_args(args), proxy_range=False)
     c, _ = regression.concentration(prior, cap, np.random.default_rng([args.seed, r, 2]))  # as simulate draws them
     cand = regression.dirichlet(c * prior, np.random.default_rng([args.seed, r]), regression.PROPOSAL_CANDIDATES)
     cand = cand[(cand <= cap + 1e-12).all(1)]

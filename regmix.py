@@ -524,7 +524,7 @@ def main(argv=None):
         elif args.stage == "all":
             t0 = time.time()
             stage_proxy(args, domains)
-            sizes = round_sizes(n_mixtures(args), args.rounds)
+            sizes = round_sizes(n_mixtures(args.n_mixtures, args.model), args.rounds)
             for r, m in enumerate(sizes[1:], start=2):
                 # a round's proposals are written before it trains: a killed run resumes the same round
                 if not any(x["round"] == str(r) for x in read_rounds(os.path.join(args.out, "mixtures.csv"))):

@@ -20,6 +20,7 @@ The paper's released data converts to this project's results schema with
 import os
 import sys
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -376,38 +377,54 @@ def caps(prior, X, bound=True, target_tokens=None, max_epochs=4.0, train_tokens=
     return limits
 
 
-def search_space(args, names, X, domains=None, proxy_range=True):
-    """(prior, limits, cap) of a search over `names` (simulate's, and --stage mixtures --next's):
-    the prior from --prior or the data, each constraint of caps() from the flags, and the
-    per-domain cap they make together; an error if no mixture at all satisfies them. Proposals
-    for the next round search beyond the proxy range (proxy_range=False): a run there measures
-    what a fit could only extrapolate."""
-    meta = domains.meta if domains is not None else None
-    if args.tokens and args.target_tokens is None:
-        raise DataError(f"--tokens {args.tokens} is read only with --target-tokens N (the target run's tokens, "
+@dataclass
+class Constraints:
+    """What limits a search (simulate's and --next's flags): the prior (--prior: a file, `uniform`,
+    or None: the data's, else the runs' mean), the availability bound (--bound), a token budget
+    (--target-tokens, --max-epochs, --tokens) and the proxies' range (unless --extrapolate)."""
+    prior: str = None
+    bound: bool = True
+    target_tokens: int = None
+    max_epochs: float = 4.0
+    tokens: str = None
+    extrapolate: bool = False
+
+    @classmethod
+    def from_args(cls, args):
+        return cls(args.prior, args.bound, args.target_tokens, args.max_epochs, args.tokens, args.extrapolate)
+
+
+def search_space(names, X, meta, limits, proxy_range=True):
+    """(prior, caps by constraint, cap) of a search over `names` (simulate's, and --stage mixtures
+    --next's): the prior, each constraint of caps() from `limits` (Constraints), and the per-domain
+    cap they make together; an error if no mixture at all satisfies them. meta: the data's
+    meta.json, or None. Proposals for the next round search beyond the proxy range
+    (proxy_range=False): a run there measures what a fit could only extrapolate."""
+    c = limits
+    if c.tokens and c.target_tokens is None:
+        raise DataError(f"--tokens {c.tokens} is read only with --target-tokens N (the target run's tokens, "
                         "which it caps each domain for); add it, or leave --tokens out")
-    prior = load_prior(args.prior, meta, names, X)
+    prior = load_prior(c.prior, meta, names, X)
     train_tokens = None
-    if args.target_tokens is not None and args.tokens:  # counts from elsewhere (Olmix's tokens.json), no data needed
-        counts = read_mixture(args.tokens, olmix_key="token_counts")
+    if c.target_tokens is not None and c.tokens:  # counts from elsewhere (Olmix's tokens.json), no data needed
+        counts = read_mixture(c.tokens, olmix_key="token_counts")
         unknown = [d for d in names if d not in counts]
         if unknown:
-            raise DataError(f"--tokens {args.tokens}: no token count for '{unknown[0]}' (a domain of the fitted results)")
+            raise DataError(f"--tokens {c.tokens}: no token count for '{unknown[0]}' (a domain of the fitted results)")
         train_tokens = np.array([counts[d] for d in names], dtype=float)
         if not (train_tokens > 0).all():
-            raise DataError(f"--tokens {args.tokens}: every domain's token count must be positive")
-    elif args.target_tokens is not None and meta is not None:
+            raise DataError(f"--tokens {c.tokens}: every domain's token count must be positive")
+    elif c.target_tokens is not None and meta is not None:
         unknown = [d for d in names if d not in meta["domains"]]
         if unknown:
-            raise DataError(f"--target-tokens: the data ({args.data}) has no domain '{unknown[0]}' of the fitted results")
+            raise DataError(f"--target-tokens: the data has no domain '{unknown[0]}' of the fitted results")
         train_tokens = np.array([meta["domains"][d]["train_tokens"] for d in names], dtype=float)
-    limits = caps(prior, X, args.bound, args.target_tokens, args.max_epochs, train_tokens,
-                  args.extrapolate or not proxy_range)
-    cap = np.min(list(limits.values()), axis=0) if limits else np.ones(len(names))
+    by_constraint = caps(prior, X, c.bound, c.target_tokens, c.max_epochs, train_tokens, c.extrapolate or not proxy_range)
+    cap = np.min(list(by_constraint.values()), axis=0) if by_constraint else np.ones(len(names))
     if cap.sum() < 1:  # no mixture at all satisfies them, however many candidates are drawn
-        raise DataError(f"the constraints together ({', '.join(limits)}) allow at most {cap.sum():.3f} of the mixture; "
-                        "relax them (--no-bound, --extrapolate, --max-epochs, --target-tokens)")
-    return prior, limits, cap
+        raise DataError(f"the constraints together ({', '.join(by_constraint)}) allow at most {cap.sum():.3f} of the "
+                        "mixture; relax them (--no-bound, --extrapolate, --max-epochs, --target-tokens)")
+    return prior, by_constraint, cap
 
 
 def concentration(prior, cap, rng, pilot=20_000):
@@ -502,59 +519,80 @@ def read_fit(out):
     return read_json(path, "run --stage fit again")
 
 
+@dataclass
+class Search:
+    """simulate's own options (its flags): which regressor (auto: fit's choice), how many
+    candidates, the top k averaged, the seed, bootstrap refits (None: bootstrap_refits' default),
+    mixtures to compare (NAME=FILE), and --optimize."""
+    regressor: str = "auto"
+    samples: int = 1_000_000
+    top_k: int = 100
+    seed: int = 42
+    bootstrap: int = None
+    compare: list = field(default_factory=list)
+    optimize: bool = False
+
+    @classmethod
+    def from_args(cls, args):
+        return cls(args.regressor, args.samples, args.top_k, args.seed, args.bootstrap, list(args.compare), args.optimize)
+
+
 def stage_simulate(args, domains=None):
     # one BLAS thread: the bootstrap's refits run beside the search (one_blas_thread says why)
     with regressors.one_blas_thread(), ThreadPoolExecutor(usable_cores()) as pool:
         try:
-            return simulate(args, domains, pool)
+            return simulate(args.out, domains.meta if domains is not None else None, Search.from_args(args),
+                            Constraints.from_args(args), pool)
         finally:
             pool.shutdown(cancel_futures=True)  # after an error: the refits not yet started are dropped
 
 
-def simulate(args, domains, pool):
-    out = args.out
+def simulate(out, meta, search, constraints, pool):
+    """Search OUT/fit.json's regressor for the best mixture within `constraints` (Constraints), as
+    `search` (Search) says; write OUT/mixture.json and mixture.png. meta: the data's meta.json or
+    None. `pool` runs the bootstrap's refits beside the search."""
     fit = read_fit(out)
     names, target, tw = fit["domains"], fit["target"], fit["target_weights"]
-    name = fit["chosen"] if args.regressor == "auto" else args.regressor
-    if args.optimize and name in ("lightgbm", "component_lightgbm", "ensemble"):
+    name = fit["chosen"] if search.regressor == "auto" else search.regressor
+    if search.optimize and name in ("lightgbm", "component_lightgbm", "ensemble"):
         raise DataError(f"--optimize needs a smooth regressor (linear, mixing_law, quadratic, gp, per_metric_mixing_law), "
                         f"not {name}: trees are flat between thresholds; pass --regressor too")
     X, measured, y, Y, runs = fitted_target(fit, fitted_results(fit, out))
     ceiling = fit.get("ceiling")
-    prior, limits, cap = search_space(args, names, X, domains)
+    prior, limits, cap = search_space(names, X, meta, constraints)
     # candidates as in the authors' notebook: Dirichlet with alpha = the prior (times a concentration
     # where the caps would reject most of them), drawn in a thread while the regressor loads (numpy's
     # gamma draws release the GIL; importing LightGBM takes seconds)
-    c, share = concentration(prior, cap, np.random.default_rng([args.seed, 1]))
-    drawing = pool.submit(dirichlet, c * prior, np.random.default_rng(args.seed), args.samples)
+    c, share = concentration(prior, cap, np.random.default_rng([search.seed, 1]))
+    drawing = pool.submit(dirichlet, c * prior, np.random.default_rng(search.seed), search.samples)
     model = load_regressor(out, name, fitted_for(fit))
     # the bootstrap's refits need only the runs: they start now, and fill the cores that the
     # search's single-threaded parts and the plot leave idle
-    n_boot = bootstrap_refits(args.bootstrap, name, Y.shape[1])
+    n_boot = bootstrap_refits(search.bootstrap, name, Y.shape[1])
     refits = [pool.submit(regressors.fit, name, X[idx], y[idx], fit["min_data_in_leaf"], to_score=True, Y=Y[idx],
-                          members=fit.get("ensemble_members")) for idx in resamples(len(y), n_boot, args.seed)]
+                          members=fit.get("ensemble_members")) for idx in resamples(len(y), n_boot, search.seed)]
     cand = drawing.result()
     ok = (cand <= cap + 1e-12).all(1)
-    if ok.sum() < args.top_k:
+    if ok.sum() < search.top_k:
         raise DataError(f"only {int(ok.sum())} of {len(cand):,} candidates within the constraints for --top-k "
-                        f"{args.top_k}; raise --samples, or relax them (--no-bound, --extrapolate, --max-epochs)")
+                        f"{search.top_k}; raise --samples, or relax them (--no-bound, --extrapolate, --max-epochs)")
     scores = model.predict(cand)
-    free = cand[best(scores, args.top_k)].mean(0)  # what the search would pick unconstrained
+    free = cand[best(scores, search.top_k)].mean(0)  # what the search would pick unconstrained
     kept, kept_scores = cand[ok], scores[ok]
-    weights = kept[best(kept_scores, args.top_k)].mean(0)
+    weights = kept[best(kept_scores, search.top_k)].mean(0)
     binding = [dict(domain=d, constraint=src, cap=float(c[j]), unconstrained=float(free[j]))
                for src, c in limits.items() for j, d in enumerate(names) if free[j] > c[j] + 1e-9]
 
     best_run = int(np.argmin(y))
     baselines = {"natural (prior)": prior, "uniform": np.full(len(names), 1 / len(names)), "best proxy run": X[best_run]}
     compare = dict(baselines)
-    for item in args.compare:
+    for item in search.compare:
         cname, _, path = item.partition("=")
         if not path:
             raise DataError(f"--compare {item}: expected NAME=FILE.json")
         compare[cname] = mixture_vector(read_mixture(path), names, source=f"--compare {item}")
     optimized, simulated = None, weights
-    if args.optimize:
+    if search.optimize:
         weights = optimize_on_simplex(model, simulated, cap)
         optimized = dict(simulated_weights={d: float(w) for d, w in zip(names, simulated)},
                          simulated_predicted_loss=float(orient(model.predict(simulated[None]), ceiling)[0]))
@@ -579,7 +617,7 @@ def simulate(args, domains, pool):
     if n_boot:
         # the first 100,000 candidates within the constraints, and the same top fraction of them
         sub = kept[:100_000]
-        k = max(1, round(args.top_k * len(sub) / len(kept)))
+        k = max(1, round(search.top_k * len(sub) / len(kept)))
         ws = np.array([top_k_mean(r.result(), sub, k) for r in refits])  # each scored while later ones fit
         losses = np.array([r.result().predict(w[None])[0] for r, w in zip(refits, ws)])
         confidence = dict(bootstrap=n_boot, candidates=int(len(sub)), top_k=int(k),
@@ -588,7 +626,7 @@ def simulate(args, domains, pool):
                           predicted_loss_std=float(np.std(losses)),
                           mean_abs_change=float(np.abs(ws - simulated).sum(1).mean() / 2))  # total variation to it
     result = dict(weights={d: float(w) for d, w in zip(names, weights)}, predicted_loss=float(predicted[0]),
-                  maximize=ceiling is not None, n_samples=int(len(kept)), concentration=c, top_k=args.top_k, target=target,
+                  maximize=ceiling is not None, n_samples=int(len(kept)), concentration=c, top_k=search.top_k, target=target,
                   target_weights=tw, regressor=name,
                   constraints={src: {d: float(x) for d, x in zip(names, c)} for src, c in limits.items()},
                   binding=binding, confidence=confidence, optimized=optimized,
@@ -601,7 +639,7 @@ def simulate(args, domains, pool):
     atomic_write_json(os.path.join(out, "mixture.json"), result)
 
     print(f"\nsimulate with {name}: {len(kept):,} of {len(cand):,} Dirichlet({'' if c == 1 else f'{c} x '}prior) "
-          f"candidates within the constraints ({', '.join(limits) or 'none'}), mean of the top {args.top_k} -> "
+          f"candidates within the constraints ({', '.join(limits) or 'none'}), mean of the top {search.top_k} -> "
           f"{out}/mixture.json" + (f" (Dirichlet(prior) put only {share:.0%} within them)" if c > 1 else ""))
     for b in binding:
         print(f"  binds: {b['domain']} <= {b['cap']:.4f} ({b['constraint']}); unconstrained it would get {b['unconstrained']:.4f}")
@@ -615,7 +653,7 @@ def simulate(args, domains, pool):
         print(f"  warning: {result['warning']}")
     if optimized:
         print(f"  optimised on the simplex within the caps (SLSQP from the simulated mixture): predicted "
-              f"{predicted[0]:.4f}, simulated top-{args.top_k} mean {optimized['simulated_predicted_loss']:.4f}")
+              f"{predicted[0]:.4f}, simulated top-{search.top_k} mean {optimized['simulated_predicted_loss']:.4f}")
     cols = ["regmix"] + (["+/- (bootstrap)"] if confidence else []) + list(compare)
     wide = max(20, 2 + max(len(d) for d in names))  # long names (Olmix's topics) keep the columns aligned
     print(f"{'domain':<{wide}}" + "".join(f"{c[:16]:>18}" for c in cols))
@@ -714,7 +752,8 @@ def plot_fit(path, y, held, target, fit, rounds=None):
     """Predicted against measured held-out loss, one panel per regressor; runs coloured by round
     when the sweep was searched in rounds."""
     plt = _plt()
-    n = len(held)
+    curve = fit.get("learning_curve") or []
+    n = len(held) + bool(curve)  # and a panel for the learning curve
     cols = min(n, 3)
     rows = (n + cols - 1) // cols
     fig, axes = plt.subplots(rows, cols, figsize=(3.6 * cols, 3.6 * rows), squeeze=False)
@@ -734,6 +773,12 @@ def plot_fit(path, y, held, target, fit, rounds=None):
         ax.set_ylabel("predicted", fontsize=8)
     if by_round:
         axes.flat[0].legend(fontsize=7)
+    if curve:  # would more proxies help? still rising at the right: likely
+        ax = axes.flat[len(held)]
+        ax.plot([c["runs"] for c in curve], [c["spearman"] for c in curve], "o-", color="C1")
+        ax.set_title(f"{fit['learning_curve_of']}: CV rho by runs; top-1 regret {fit['top1_regret']:.3g}", fontsize=9)
+        ax.set_xlabel("runs fitted", fontsize=8)
+        ax.set_ylabel("CV Spearman", fontsize=8)
     for ax in list(axes.flat)[n:]:
         ax.axis("off")
     fig.suptitle(f"RegMix fit, {fit['evaluation']}", fontsize=10)
