@@ -259,8 +259,8 @@ def test_constraints_bind_and_are_reported(corpus_dir, tmp_path):
     assert free["weights"]["gamma"] > 0.8 and free["binding"] == [] and free["constraints"] == {}
     regmix.main(base)
     ranged = json.load(open(tmp_path / "mixture.json"))
-    # (within the table's 6-digit rounding: the best proxy run itself can be the answer)
-    assert ranged["weights"]["gamma"] <= X[:, 2].max() + 1e-6
+    # the proxies' largest gamma as the table holds it (the best proxy run itself can be the answer)
+    assert ranged["weights"]["gamma"] <= regression.Results(str(path)).X[:, 2].max() + 1e-9
     assert [b["constraint"] for b in ranged["binding"] if b["domain"] == "gamma"] == ["proxy range"]
     total = sum(meta["domains"][d]["train_tokens"] for d in ("alpha", "beta", "gamma"))
     target_tokens = int(2 * total / 1.5)  # 2 epochs of every domain give 1.5 target runs: caps sum to 1.5
