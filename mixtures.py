@@ -3,7 +3,7 @@ The mixtures the proxies train, written to OUT/mixtures.csv (run, round, weight.
 
     round 1       N random mixtures around the prior (the official sampler; the paper's whole sweep)
     later rounds  --rounds R in --stage all, or --stage mixtures --next M by hand: mixtures the
-                  last fit proposes (regression.propose), appended with new run ids
+                  last fit proposes (search.propose), appended with new run ids
 
 Any tool (or a hand) may write the file instead; check_mixtures checks it against the data.
 """
@@ -13,6 +13,7 @@ import os
 import numpy as np
 
 import regression
+import search
 from data import DataError, read_csv, read_mixture, write_csv
 
 N_MIXTURES = {"paper": 512, "tiny": 64}  # the paper's sweep; tiny: sized for the demo on 2 CPU cores
@@ -27,7 +28,7 @@ def sample_mixtures(prior, n, seed=42, temperature=0.5, min_strength=0.1, max_st
     Candidates are Dirichlet draws around the tempered prior, each at a concentration picked at
     random from 15 log-spaced strengths (small: spiky mixtures; large: close to the prior).
     A candidate is rejected if it would use a domain more than 15 times as much as the natural
-    prior does (regression.availability, on the untempered prior): a small domain would repeat
+    prior does (search.availability, on the untempered prior): a small domain would repeat
     too often in the target run. Weights below `minimum` become 0, the rest is rounded to
     multiples of `minimum`; duplicates are dropped and n are kept."""
     rng = np.random.default_rng(seed)
@@ -35,9 +36,9 @@ def sample_mixtures(prior, n, seed=42, temperature=0.5, min_strength=0.1, max_st
     tempered = prior ** temperature
     tempered /= tempered.sum()
     strengths = np.logspace(np.log10(min_strength), np.log10(max_strength), 15)
-    w = regression.dirichlet(tempered[None, :] * rng.choice(strengths, size=n * multiplier)[:, None], rng)
-    w = w[(w <= regression.availability(prior)).all(1)]
-    w = np.unique(regression.on_grid(w, minimum), axis=0)
+    w = search.dirichlet(tempered[None, :] * rng.choice(strengths, size=n * multiplier)[:, None], rng)
+    w = w[(w <= search.availability(prior)).all(1)]
+    w = np.unique(search.on_grid(w, minimum), axis=0)
     if len(w) < n:
         raise DataError(f"only {len(w)} distinct mixtures satisfy the availability bound; "
                         f"ask for fewer with --n-mixtures")
@@ -138,7 +139,7 @@ def stage_mixtures(args, domains=None):
         names = list(read_mixture(args.prior))
     else:
         raise DataError(f"{args.data}: no meta.json; prepare the data, or pass --prior FILE (JSON domain -> share)")
-    prior = regression.load_prior(args.prior, domains.meta if domains is not None else None, names)
+    prior = search.load_prior(args.prior, domains.meta if domains is not None else None, names)
     n = round_sizes(n_mixtures(args.n_mixtures, args.model), args.rounds)[0]
     w = sample_mixtures(prior, n, seed=args.seed)
     cols = mixture_columns(names)
@@ -156,7 +157,7 @@ def stage_mixtures(args, domains=None):
 
 
 def stage_next(args, domains=None, m=None):
-    """Append the next round: m mixtures proposed by the last fit (regression.propose) to
+    """Append the next round: m mixtures proposed by the last fit (search.propose) to
     OUT/mixtures.csv, with new run ids, for --stage proxy (or a job array) to train."""
     m = m or args.next
     fit = regression.read_fit(args.out)
@@ -181,10 +182,10 @@ def stage_next(args, domains=None, m=None):
         raise DataError(f"{path}: {len(pending)} mixture(s) have no result yet (run {', '.join(pending[:5])}"
                         f"{', ...' if len(pending) > 5 else ''}): train them (--stage proxy), then fit, then ask for more")
     r = max((int(x["round"]) for x in rows), default=1) + 1
-    prior, _, cap = regression.search_space(names, X, domains.meta if domains is not None else None,
-                                            regression.Constraints.from_args(args), proxy_range=False)
-    c, _ = regression.concentration(prior, cap, np.random.default_rng([args.seed, r, 2]))  # as simulate draws them
-    cand = regression.dirichlet(c * prior, np.random.default_rng([args.seed, r]), regression.PROPOSAL_CANDIDATES)
+    prior, _, cap = search.search_space(names, X, domains.meta if domains is not None else None,
+                                            search.Constraints.from_args(args), proxy_range=False)
+    c, _ = search.concentration(prior, cap, np.random.default_rng([args.seed, r, 2]))  # as simulate draws them
+    cand = search.dirichlet(c * prior, np.random.default_rng([args.seed, r]), search.PROPOSAL_CANDIDATES)
     cand = cand[(cand <= cap + 1e-12).all(1)]
     if len(cand) < m:
         raise DataError(f"only {len(cand)} candidates within the constraints for --next {m}; relax them "
@@ -192,7 +193,7 @@ def stage_next(args, domains=None, m=None):
     written = np.array([[float(x.get(f"weight.{d}") or 0) for d in names] for x in rows]).reshape(-1, len(names))
     taken = np.vstack([X, written])  # every run with a result, and every mixture of the file
     name = fit["chosen"] if args.regressor == "auto" else args.regressor
-    w = regression.propose(name, X, y, fit["min_data_in_leaf"], cand, m, [args.seed, r, 1], taken, Y,
+    w = search.propose(name, X, y, fit["min_data_in_leaf"], cand, m, [args.seed, r, 1], taken, Y,
                            fit.get("ensemble_members"))
     ids = [int(x) for x in results.runs + [x["run"] for x in rows] if x.lstrip("-").isdigit()]
     start = max(max(ids, default=-1) + 1, len(results.runs))  # beyond every run id, numeric or not

@@ -37,6 +37,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "passive")
 import numpy as np  # noqa: E402
 
 import regression  # noqa: E402
+import search  # noqa: E402
 import regressors  # noqa: E402
 from data import (DataError, atomic_write_json, atomic_write_text, check_block_size, make_dir, mixture_vector,  # noqa: E402
                   open_domains, read_csv, read_mixture, usable_cores, write_csv)
@@ -510,7 +511,7 @@ def main(argv=None):
             if args.stage == "mixtures":
                 stage_mixtures(args, domains)
             else:
-                getattr(regression, f"stage_{args.stage}")(args, domains)
+                (regression.stage_fit if args.stage == "fit" else search.stage_simulate)(args, domains)
             return
         domains = open_domains(args.data)
         regression.target_weights(args.target, domains.names, domains.trainable, args.data)  # a clear error now
@@ -533,7 +534,7 @@ def main(argv=None):
                     stage_next(args, domains, m)
                 stage_proxy(args, domains)
             regression.stage_fit(args, domains)
-            regression.stage_simulate(args, domains)
+            search.stage_simulate(args, domains)
             summary(args)
             print(f"all stages took {(time.time() - t0) / 60:.1f} min")
         elif args.stage == "compare":

@@ -11,7 +11,7 @@ within the caps); its regret is the oracle's loss there minus the best oracle lo
 Dirichlet(prior) mixtures. Every strategy of a seed starts from the same first-round mixtures.
 
     one-shot   all runs drawn at once, as the paper (mixtures.sample_mixtures)
-    thompson   the first half drawn so, then each round's mixtures proposed by regression.propose:
+    thompson   the first half drawn so, then each round's mixtures proposed by search.propose:
                each the best candidate of its own bootstrap refit (Thompson sampling), as --next
                proposes (within 15x the prior; with --proxy-range also within the proxy range)
     naive      the same rounds, each mixture picked at random among the top 100 (round 2) or top
@@ -30,6 +30,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 import mixtures  # noqa: E402
 import regression  # noqa: E402
+import search  # noqa: E402
 import regressors  # noqa: E402
 
 p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -54,8 +55,8 @@ prior /= prior.sum()
 t0 = time.perf_counter()
 with regressors.one_blas_thread():
     oracle = regressors.fit("ensemble", X0, y0, 20)
-pool = regression.dirichlet(prior, np.random.default_rng(0), 300_000)
-pool = pool[(pool <= regression.availability(prior)).all(1)]
+pool = search.dirichlet(prior, np.random.default_rng(0), 300_000)
+pool = pool[(pool <= search.availability(prior)).all(1)]
 best = oracle.predict(pool).min()
 print(f"oracle: ensemble on {len(y0)} runs, best of {len(pool):,} mixtures {best:.4f} ({time.perf_counter() - t0:.0f} s)")
 
@@ -68,26 +69,26 @@ def fit(X, y):
 def candidates(X, rng, n=100_000, proxy_range=True):
     """Dirichlet(prior) mixtures within 15x the prior and, as simulate (and --next without
     --extrapolate) draws them, within the largest weight any run so far gave each domain."""
-    c = regression.dirichlet(prior, rng, n)
-    cap = np.minimum(regression.availability(prior), X.max(0) if proxy_range else 1.0)
+    c = search.dirichlet(prior, rng, n)
+    cap = np.minimum(search.availability(prior), X.max(0) if proxy_range else 1.0)
     return c[(c <= cap + 1e-12).all(1)]
 
 
 def thompson(X, y, m, rng, r):
-    return regression.propose("ensemble", X, y, regressors.leaf_size(len(y)), candidates(X, rng, proxy_range=args.proxy_range),
+    return search.propose("ensemble", X, y, regressors.leaf_size(len(y)), candidates(X, rng, proxy_range=args.proxy_range),
                               m, int(rng.integers(1 << 31)), X)
 
 
 def naive(X, y, m, rng, r):
     c = candidates(X, rng, proxy_range=args.proxy_range)
     top = c[np.argsort(fit(X, y).predict(c))[:100 if r == 2 else 50]]
-    return regression.on_grid(top[rng.choice(len(top), m, replace=False)])
+    return search.on_grid(top[rng.choice(len(top), m, replace=False)])
 
 
 def ucb(X, y, m, rng, r, refits=10):
     c = candidates(X, rng, 50_000, proxy_range=args.proxy_range)
     P = np.array([fit(X[i], y[i]).predict(c) for i in (rng.integers(0, len(y), len(y)) for _ in range(refits))])
-    return regression.on_grid(c[np.argsort(P.mean(0) - P.std(0))[:m]])
+    return search.on_grid(c[np.argsort(P.mean(0) - P.std(0))[:m]])
 
 
 def regret(seed, sizes, strategy):
@@ -97,7 +98,7 @@ def regret(seed, sizes, strategy):
     for r, m in enumerate(sizes[1:], start=2):
         new = strategy(X, y, m, rng, r)
         X, y = np.vstack([X, new]), np.concatenate([y, oracle.predict(new) + rng.normal(0, args.noise, m)])
-    chosen = regression.top_k_mean(fit(X, y), candidates(X, rng), 10)  # 1M candidates, top 100 in simulate
+    chosen = search.top_k_mean(fit(X, y), candidates(X, rng), 10)  # 1M candidates, top 100 in simulate
     return float(oracle.predict(chosen[None])[0] - best)
 
 

@@ -12,6 +12,7 @@ import corpora
 import prepare
 import regmix
 import regression
+import search
 from data import DataError
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -230,8 +231,8 @@ def test_a_token_budget_the_data_cannot_supply(small_fit):
     prior = np.array([0.3, 0.3, 0.4])
     X = np.array([[0.5, 0.3, 0.2]])
     with pytest.raises(DataError, match="lower --target-tokens or raise --max-epochs"):
-        regression.caps(prior, X, target_tokens=10_000, max_epochs=2, train_tokens=np.array([1000.0, 1000, 1000]))
-    limits = regression.caps(prior, X, target_tokens=3000, max_epochs=2, train_tokens=np.array([1000.0, 1000, 1000]))
+        search.caps(prior, X, target_tokens=10_000, max_epochs=2, train_tokens=np.array([1000.0, 1000, 1000]))
+    limits = search.caps(prior, X, target_tokens=3000, max_epochs=2, train_tokens=np.array([1000.0, 1000, 1000]))
     assert np.allclose(limits["token budget (2 epochs of 3,000 tokens)"], 2 / 3)
 
 

@@ -11,6 +11,7 @@ import pytest
 
 import regmix
 import regression
+import search
 import regressors
 from data import DataError
 
@@ -123,7 +124,7 @@ def test_best_is_a_stable_argsorts_first_k():
     s = rng.integers(0, 50, 10_000).astype(float)  # a few hundred ties at every k-th
     s[rng.random(10_000) < 0.01] = np.nan
     for k in (1, 7, 100, 9_950, 10_000, 20_000):  # 9,950: NaNs among the k lowest
-        assert (regression.best(s, k) == np.argsort(s, kind="stable")[:k]).all(), k
+        assert (search.best(s, k) == np.argsort(s, kind="stable")[:k]).all(), k
 
 
 def _nodes(n):

@@ -9,6 +9,7 @@ import pytest
 import mixtures
 import regmix
 import regression
+import search
 from data import DataError
 
 DATA = os.path.join(os.path.dirname(__file__), "data")
@@ -46,18 +47,18 @@ def test_a_proposal_never_repeats_a_run_or_another_proposal():
     # first must fall back to the next best candidate
     rng = np.random.default_rng(0)
     c = np.array([1.0, 2.0, 3.0, 4.0])
-    X = regression.on_grid(rng.dirichlet(np.ones(4), 30))
-    cand = regression.on_grid(rng.dirichlet(np.ones(4), 2000))
+    X = search.on_grid(rng.dirichlet(np.ones(4), 30))
+    cand = search.on_grid(rng.dirichlet(np.ones(4), 2000))
     order = cand[np.argsort(cand @ c, kind="stable")]
     taken = np.vstack([X, order[:1]])  # the very best candidate is already a run
-    p = regression.propose("linear", X, X @ c, None, cand, 6, 1, taken)
+    p = search.propose("linear", X, X @ c, None, cand, 6, 1, taken)
     assert p.shape == (6, 4) and np.allclose(p.sum(1), 1)
     assert np.allclose(p, order[1:7], atol=1e-3)  # each put on the grid again
     assert not any(np.allclose(w, t) for w in p for t in taken)
-    assert np.array_equal(p, regression.propose("linear", X, X @ c, None, cand, 6, 1, taken))  # a seed, the same
+    assert np.array_equal(p, search.propose("linear", X, X @ c, None, cand, 6, 1, taken))  # a seed, the same
     # candidates that are all runs already: an error, not a repeat
     with pytest.raises(DataError, match="every one of the 5 candidates repeats a run"):
-        regression.propose("linear", X, X @ c, None, X[:5], 2, 1, X)
+        search.propose("linear", X, X @ c, None, X[:5], 2, 1, X)
 
 
 def test_next_from_results_elsewhere_without_data(tmp_path, capsys):

@@ -8,6 +8,7 @@ import pytest
 
 import regmix
 import regression
+import search
 import regressors
 from results import Results
 
@@ -147,8 +148,8 @@ def test_the_search_is_callable_with_values_alone(tmp_path):
     path = write_table(tmp_path / "t.csv", X, (3 + X @ np.array([0.4, -0.2, 0.0]))[:, None])
     regmix.main(["--stage", "fit", "--results", path, "--out", str(tmp_path), "--target", "m0", "--regressor", "linear"])
     with ThreadPoolExecutor(1) as pool:
-        mix = regression.simulate(str(tmp_path), None, regression.Search(samples=5000, bootstrap=0),
-                                  regression.Constraints(prior="uniform"), pool)
+        mix = search.simulate(str(tmp_path), None, search.Search(samples=5000, bootstrap=0),
+                                  search.Constraints(prior="uniform"), pool)
     assert mix["weights"]["d1"] > 0.5 and mix["regressor"] == "linear"  # the loss falls with d1
-    prior, caps, cap = regression.search_space(["d0", "d1", "d2"], X, None, regression.Constraints(prior="uniform"))
+    prior, caps, cap = search.search_space(["d0", "d1", "d2"], X, None, search.Constraints(prior="uniform"))
     assert np.allclose(prior, 1 / 3) and set(caps) == {"availability (15 x prior)", "proxy range"}
