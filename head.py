@@ -86,8 +86,8 @@ def balanced_chunk(n, max_rows):
 
 def cross_entropy(h, weight, targets, chunk=None, fused=False):
     """Mean cross-entropy of the head. chunk=None: ~1 GiB of fp32 logits per chunk (chunked), ~4 GiB
-    of bf16 gradient (fused: the 1m proxy's whole 16 x 2048 micro-batch in one launch, which fills
-    the GPU)."""
+    of bf16 gradient (fused: the 1m proxy's whole 16 x 2048 micro-batch in one launch, 256 row
+    blocks of 128 rather than a few small launches)."""
     if fused and not fused_ok(h, weight):
         raise ValueError("the fused head needs Triton, a CUDA tensor (or TRITON_INTERPRET=1) and a hidden width "
                          "of 16..256, a power of two")

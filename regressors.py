@@ -41,8 +41,8 @@ NAMES = SINGLE + ("ensemble",)
 def leaf_size(n_runs, min_data_in_leaf=None, n_domains=0):
     """LightGBM's min_data_in_leaf: the paper's 20 (LightGBM's default) once there are at least
     120 runs and 10 per domain; 5 below, where 20-row leaves leave trees almost no split (held-out
-    rho 0.11 at 40 of the paper's runs vs 0.91 with 5; CV rho 0.57 vs 0.95 on Olmix's 127 runs over
-    24 domains; README)."""
+    rho 0.26 at the first 40 of the paper's runs vs 0.94 with 5; CV rho 0.57 vs 0.95 on Olmix's 127
+    runs over 24 domains; docs/stages.md)."""
     return min_data_in_leaf or (20 if n_runs >= max(120, 10 * n_domains) else 5)
 
 

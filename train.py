@@ -144,13 +144,17 @@ def build_model(h, domains, device, compile_model, head="chunked"):
 def check_head(choice, width, device):
     """--head CHOICE, or a clear error where the fused kernel cannot run."""
     import head
-    if choice == "fused":
-        why = ("it needs a CUDA device" if device.type != "cuda" else "it needs Triton (pip install triton)"
-               if head.triton is None else None if head.fused_width(width)
-               else f"it handles hidden widths 16..256 that are powers of two, not {width}")
-        if why:
-            raise DataError(f"--head fused: {why}; use --head chunked")
-    return choice
+    if choice != "fused":
+        return choice
+    if device.type != "cuda":
+        why = "it needs a CUDA device"
+    elif head.triton is None:
+        why = "it needs Triton (pip install triton)"
+    elif not head.fused_width(width):
+        why = f"it handles hidden widths 16..256 that are powers of two, not {width}"
+    else:
+        return choice
+    raise DataError(f"--head fused: {why}; use --head chunked")
 
 
 @dataclass
@@ -293,8 +297,9 @@ def load_checkpoint(path, device):
                         "restore it or delete it to start over") from None
     if not isinstance(ck, dict) or not {"config", "model"} <= set(ck) or not isinstance(ck["config"], dict):
         raise DataError(f"{path}: a torch file, but not a checkpoint of this project (no model config or weights)")
-    need = {f.name for f in fields(ModelConfig)} - {"norm_eps", "rope_base"}  # (these two have defaults)
-    missing, unknown = sorted(need - set(ck["config"])), sorted(set(ck["config"]) - {f.name for f in fields(ModelConfig)})
+    keys = {f.name for f in fields(ModelConfig)}
+    need = keys - {"norm_eps", "rope_base"}  # (vocab_size has a default too, but export reads it from the file)
+    missing, unknown = sorted(need - set(ck["config"])), sorted(set(ck["config"]) - keys)
     if missing or unknown:
         raise DataError(f"{path}: its model config " + (f"lacks {', '.join(missing)}" if missing else
                         f"has unknown keys {', '.join(unknown)}") + ": not a checkpoint of this project's model")
