@@ -479,6 +479,10 @@ def get_args(argv=None):
     g.add_argument("--bootstrap", type=int, default=None,
                    help="refits on resampled runs to measure how stable the mixture is (0: none; default 10, "
                         "for per_metric_lightgbm 40 / (metrics + 1), at least 3: each refit fits a forest per metric)")
+    g.add_argument("--blend-best-run", action=argparse.BooleanOptionalAction, default=None,
+                   help="return the mean of the search's mixture and the best proxy run (default: on when the runs "
+                        "came in rounds, --rounds or --next, where it lowered the regret on every surface measured; "
+                        "off for the paper's one shot: see docs/rounds.md)")
     g.add_argument("--compare", action="append", default=[], metavar="NAME=FILE",
                    help="also predict this mixture (JSON domain -> weight); repeatable")
 

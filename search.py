@@ -201,7 +201,8 @@ def top_k_mean(model, cand, k):
 class Search:
     """simulate's own options (its flags): which regressor (auto: fit's choice), how many
     candidates, the top k averaged, the seed, bootstrap refits (None: bootstrap_refits' default),
-    mixtures to compare (NAME=FILE), and --optimize."""
+    mixtures to compare (NAME=FILE), --optimize, and --blend-best-run (None: on when the runs came
+    in rounds)."""
     regressor: str = "auto"
     samples: int = 1_000_000
     top_k: int = 100
@@ -209,10 +210,12 @@ class Search:
     bootstrap: int = None
     compare: list = field(default_factory=list)
     optimize: bool = False
+    blend_best_run: bool = None
 
     @classmethod
     def from_args(cls, args):
-        return cls(args.regressor, args.samples, args.top_k, args.seed, args.bootstrap, list(args.compare), args.optimize)
+        return cls(args.regressor, args.samples, args.top_k, args.seed, args.bootstrap, list(args.compare), args.optimize,
+                   args.blend_best_run)
 
 
 def stage_simulate(args, domains=None):
@@ -282,7 +285,16 @@ def simulate(out, meta, search, constraints, pool):
     searched_loss = float(predicted[0])
     winner = min((k for k in baselines if feasible[k]), key=lambda k: fitted[1 + list(compare).index(k)], default=None)
     won_by = None
-    if winner is not None and fitted[1 + list(compare).index(winner)] < fitted[0]:
+    rounds = run_rounds(out, runs)
+    blend = (rounds.max() > 1) if search.blend_best_run is None else search.blend_best_run
+    if blend and feasible["best proxy run"]:
+        # after rounds, the runs gather where the optimum may be: the search's pick (which the fit
+        # flatters, having chosen it) and the best run measured there (which noise flatters) each
+        # err, and their mean errs least (docs/rounds.md; bench/rounds.py measures it). The mean of
+        # two mixtures within the caps is within them.
+        weights = (weights + X[best_run]) / 2
+        predicted[0] = orient(model.predict(weights[None]), ceiling)[0]
+    elif winner is not None and fitted[1 + list(compare).index(winner)] < fitted[0]:
         won_by = winner
         weights = compare[winner]
         predicted[0] = predicted[1 + list(compare).index(winner)]
@@ -290,7 +302,7 @@ def simulate(out, meta, search, constraints, pool):
     binding = [b for b in binding if weights[names.index(b["domain"])] >= 0.9 * b["cap"]]
     # the plot waits in the pool's queue behind the refits, and is drawn beside their scoring
     plotting = pool.submit(plot_mixture, os.path.join(out, "mixture.png"), names, weights, prior,
-                           f"{'max' if ceiling is not None else 'min'} {target}", X, run_rounds(out, runs))
+                           f"{'max' if ceiling is not None else 'min'} {target}", X, rounds)
     confidence = None
     if n_boot:
         # the first 100,000 candidates within the constraints, and the same top fraction of them
@@ -312,6 +324,7 @@ def simulate(out, meta, search, constraints, pool):
                                      within_constraints=feasible[k])
                              for (k, v), p in zip(compare.items(), predicted[1:])},
                   search_predicted_loss=searched_loss, baseline_chosen=won_by,
+                  blended_with_best_run=bool(blend and feasible["best proxy run"]),
                   warning=(fit.get("trust") or {}).get("warning"))
     result["baselines"]["best proxy run"].update(run=runs[best_run], measured_loss=float(measured[best_run]))
     atomic_write_json(os.path.join(out, "mixture.json"), result)
@@ -321,6 +334,11 @@ def simulate(out, meta, search, constraints, pool):
           f"{out}/mixture.json" + (f" (Dirichlet(prior) put only {share:.0%} within them)" if c > 1 else ""))
     for b in binding:
         print(f"  binds: {b['domain']} <= {b['cap']:.4f} ({b['constraint']}); unconstrained it would get {b['unconstrained']:.4f}")
+    if result["blended_with_best_run"]:
+        print(f"  returned: the mean of the search's mixture (predicted {searched_loss:.4f}) and the best proxy run "
+              f"({runs[best_run]}, measured {measured[best_run]:.4f}), as after rounds (--no-blend-best-run: the search's)")
+    elif blend:
+        print("  the best proxy run is outside the constraints: the search's mixture is returned unblended")
     if won_by:
         print(f"  the search's mixture is predicted at {searched_loss:.4f}, worse than the {won_by} mixture "
               f"({predicted[0]:.4f}) under the same regressor: that mixture is returned")

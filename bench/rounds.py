@@ -18,8 +18,9 @@ Dirichlet(prior) mixtures. Every strategy of a seed starts from the same first-r
                50 (later rounds) candidates of the fit on every run so far
     ucb        the same rounds, the candidates with the lowest mean - std over 10 bootstrap refits
     explore    Thompson sampling for half of each later round, the other half drawn at random
-Every strategy's final pick is simulate's: the top-k mean, unless the fit predicts the natural
-mixture or the best measured run better. --surface picks the oracle (issue 26: other targets,
+Every strategy's final pick is simulate's: after one shot the top-k mean, unless the fit predicts
+the natural mixture or the best measured run better; after rounds the mean of the top-k mean and
+the best measured run (--blend-best-run). --surface picks the oracle (issue 26: other targets,
 another regressor, the 60M runs); --reference the best mixture regret is measured from.
 """
 import argparse
@@ -54,6 +55,10 @@ p.add_argument("--reference", choices=["strong", "dirichlet"], default="strong",
                help="the best mixture regret is measured from: strong = the best of Dirichlet(c x prior) draws at "
                     "c = 1, 4, 16, 64 within 15x the prior, refined by a local search from the best 20; dirichlet = "
                     "the best of 300,000 Dirichlet(prior) draws (the bench's first reference)")
+p.add_argument("--blend-best-run", action=argparse.BooleanOptionalAction, default=None,
+               help="every strategy's final pick the mean of the search's and the best measured run (default: as "
+                    "simulate, the round-based strategies only)")
+p.add_argument("--first-seed", type=int, default=0, help="the first seed (fresh seeds: --first-seed 20)")
 args = p.parse_args()
 
 DATA = os.path.join(ROOT, "tests", "data")
@@ -154,10 +159,13 @@ def regret(seed, sizes, strategy):
         X, y = np.vstack([X, new]), np.concatenate([y, oracle.predict(new) + rng.normal(0, args.noise, m)])
     model = fit(X, y)
     chosen = search.top_k_mean(model, candidates(X, rng), 10)  # 1M candidates, top 100 in simulate
-    # as simulate does: the natural mixture and the best measured run compete with the search
-    rivals = [c for c in (prior, X[np.argmin(y)]) if (c <= CAP + 1e-12).all()]
-    scores = model.predict(np.vstack([chosen] + rivals))
-    chosen = ([chosen] + rivals)[int(np.argmin(scores))]
+    blend = len(sizes) > 1 if args.blend_best_run is None else args.blend_best_run
+    if blend and (X[np.argmin(y)] <= CAP + 1e-12).all():  # as simulate does after rounds: the mean of the search's pick and the best measured run
+        chosen = (chosen + X[np.argmin(y)]) / 2
+    else:  # as simulate does after one shot: the natural mixture and the best measured run compete with the search
+        rivals = [c for c in (prior, X[np.argmin(y)]) if (c <= CAP + 1e-12).all()]
+        scores = model.predict(np.vstack([chosen] + rivals))
+        chosen = ([chosen] + rivals)[int(np.argmin(scores))]
     return float(oracle.predict(chosen[None])[0] - best)
 
 
@@ -166,7 +174,7 @@ plans.update({s: (mixtures.round_sizes(args.budget, args.rounds), globals()[s]) 
 table = {}
 for name, (sizes, strategy) in plans.items():
     t0 = time.perf_counter()
-    table[name] = np.array([regret(s, sizes, strategy) for s in range(args.seeds)])
+    table[name] = np.array([regret(s, sizes, strategy) for s in range(args.first_seed, args.first_seed + args.seeds)])
     print(f"{name:<10} rounds {'+'.join(map(str, sizes)):<10} mean regret {table[name].mean():.4f} "
           f"(median {np.median(table[name]):.4f}), {time.perf_counter() - t0:.0f} s", flush=True)
 print(f"\n{args.surface}, {args.seeds} seeds, {args.budget} proxies, noise sd {args.noise}: regret, and its mean as a "

@@ -186,3 +186,37 @@ def test_a_moved_out_folder_still_finds_its_results(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path / "b")
     regmix.main(["--stage", "mixtures", "--next", "2", "--prior", prior, "--out", ".", "--data", "none"])
     assert [r["run"] for r in rows("mixtures.csv")] == ["25", "26"]  # the table's runs are 1-24
+
+
+def test_after_rounds_simulate_returns_the_mean_of_its_pick_and_the_best_run(tmp_path, capsys):
+    """After rounds, mixture.json holds the mean of the search's mixture and the best measured run;
+    after one shot (no round beyond the first) the search's own, as the paper; the flag overrides."""
+    from test_trust import write_table
+    rng = np.random.default_rng(5)
+    X = rng.dirichlet(np.ones(3), 30)
+    y = 3 + X @ np.array([0.4, -0.2, 0.0]) + rng.normal(0, 0.01, 30)
+    path = write_table(tmp_path / "t.csv", X, y[:, None])
+    out = str(tmp_path / "out")
+    common = ["--out", out, "--data", str(tmp_path / "none"), "--prior", "uniform", "--samples", "5000",
+              "--bootstrap", "0", "--regressor", "linear"]
+    regmix.main(["--stage", "fit", "--results", path, "--target", "m0", *common])
+
+    def simulate(*flags):
+        regmix.main(["--stage", "simulate", *common, *flags])
+        m = json.load(open(os.path.join(out, "mixture.json")))
+        return np.array([m["weights"][f"d{j}"] for j in range(3)]), m
+
+    one_shot, m = simulate()
+    assert m["baseline_chosen"] is None and not m["blended_with_best_run"]
+    best = X[np.argmin(y)]
+    assert not np.allclose(one_shot, best, atol=1e-3)  # else the test could not tell the two apart
+    with open(os.path.join(out, "mixtures.csv"), "w") as f:  # runs 20-29 came in a second round
+        f.write("run,round\n" + "".join(f"{i},{1 + (i >= 20)}\n" for i in range(30)))
+    capsys.readouterr()
+    after_rounds, m = simulate()
+    assert m["blended_with_best_run"] and "the mean of the search's mixture" in capsys.readouterr().out
+    assert np.allclose(after_rounds, (one_shot + best) / 2, atol=1e-6)
+    assert not np.isclose(m["search_predicted_loss"], m["predicted_loss"])  # predicted where it is returned
+    assert np.allclose(simulate("--no-blend-best-run")[0], one_shot)
+    os.remove(os.path.join(out, "mixtures.csv"))
+    assert np.allclose(simulate("--blend-best-run")[0], after_rounds)
