@@ -481,8 +481,7 @@ def get_args(argv=None):
                         "for per_metric_lightgbm 40 / (metrics + 1), at least 3: each refit fits a forest per metric)")
     g.add_argument("--blend-best-run", action=argparse.BooleanOptionalAction, default=None,
                    help="return the mean of the search's mixture and the best proxy run (default: on when the runs "
-                        "came in rounds, --rounds or --next, where it lowered the regret on every surface measured; "
-                        "off for the paper's one shot: see docs/rounds.md)")
+                        "came in rounds, --rounds or --next; off after the paper's one shot; docs/rounds.md says why)")
     g.add_argument("--compare", action="append", default=[], metavar="NAME=FILE",
                    help="also predict this mixture (JSON domain -> weight); repeatable")
 

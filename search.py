@@ -287,11 +287,12 @@ def simulate(out, meta, search, constraints, pool):
     won_by = None
     rounds = run_rounds(out, runs)
     blend = (rounds.max() > 1) if search.blend_best_run is None else search.blend_best_run
-    if blend and feasible["best proxy run"]:
+    blended = bool(blend and feasible["best proxy run"])
+    if blended:
         # after rounds, the runs gather where the optimum may be: the search's pick (which the fit
         # flatters, having chosen it) and the best run measured there (which noise flatters) each
-        # err, and their mean errs least (docs/rounds.md; bench/rounds.py measures it). The mean of
-        # two mixtures within the caps is within them.
+        # err, and their mean erred less on the surfaces of bench/rounds.py (docs/rounds.md). The
+        # mean of two mixtures within the caps is within them.
         weights = (weights + X[best_run]) / 2
         predicted[0] = orient(model.predict(weights[None]), ceiling)[0]
     elif winner is not None and fitted[1 + list(compare).index(winner)] < fitted[0]:
@@ -324,7 +325,7 @@ def simulate(out, meta, search, constraints, pool):
                                      within_constraints=feasible[k])
                              for (k, v), p in zip(compare.items(), predicted[1:])},
                   search_predicted_loss=searched_loss, baseline_chosen=won_by,
-                  blended_with_best_run=bool(blend and feasible["best proxy run"]),
+                  blended_with_best_run=blended,
                   warning=(fit.get("trust") or {}).get("warning"))
     result["baselines"]["best proxy run"].update(run=runs[best_run], measured_loss=float(measured[best_run]))
     atomic_write_json(os.path.join(out, "mixture.json"), result)
@@ -334,11 +335,11 @@ def simulate(out, meta, search, constraints, pool):
           f"{out}/mixture.json" + (f" (Dirichlet(prior) put only {share:.0%} within them)" if c > 1 else ""))
     for b in binding:
         print(f"  binds: {b['domain']} <= {b['cap']:.4f} ({b['constraint']}); unconstrained it would get {b['unconstrained']:.4f}")
-    if result["blended_with_best_run"]:
+    if blended:
         print(f"  returned: the mean of the search's mixture (predicted {searched_loss:.4f}) and the best proxy run "
               f"({runs[best_run]}, measured {measured[best_run]:.4f}), as after rounds (--no-blend-best-run: the search's)")
     elif blend:
-        print("  the best proxy run is outside the constraints: the search's mixture is returned unblended")
+        print("  the best proxy run is outside the constraints: not blended with it")
     if won_by:
         print(f"  the search's mixture is predicted at {searched_loss:.4f}, worse than the {won_by} mixture "
               f"({predicted[0]:.4f}) under the same regressor: that mixture is returned")
