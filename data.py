@@ -59,6 +59,12 @@ def make_dir(path, flag):
         raise DataError(f"{flag} {path}: cannot write in this folder; choose another {flag}")
 
 
+def print0(*a, **k):
+    """print, on the first rank only (torchrun's RANK; every process that has none is the first)."""
+    if int(os.environ.get("RANK", 0)) == 0:
+        print(*a, **k, flush=True)
+
+
 def usable_cores():
     """The cores this process may run on (a job scheduler's share, not the machine's)."""
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()

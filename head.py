@@ -85,9 +85,12 @@ def balanced_chunk(n, max_rows):
 
 
 def cross_entropy(h, weight, targets, chunk=None, fused=False):
-    """Mean cross-entropy of the head. chunk=None: ~1 GiB of fp32 logits per chunk (chunked), ~4 GiB
-    of bf16 gradient (fused: the 1m proxy's whole 16 x 2048 micro-batch in one launch, 256 row
-    blocks of 128 rather than a few small launches)."""
+    """F.cross_entropy(h @ weight.T, targets): the mean next-token loss of the hidden states h
+    (rows, d) under the output head `weight` (vocab, d), with its gradients. The same numbers as
+    that line (tests/test_head.py), computed so that the logits of the whole batch never exist at
+    once: `chunk` rows at a time (the default), or inside one Triton kernel (fused, --head fused).
+    chunk=None: ~1 GiB of fp32 logits per chunk (chunked), ~4 GiB of bf16 gradient (fused: the 1m
+    proxy's whole 16 x 2048 micro-batch in one launch, 256 row blocks of 128)."""
     if fused and not fused_ok(h, weight):
         raise ValueError("the fused head needs Triton, a CUDA tensor (or TRITON_INTERPRET=1) and a hidden width "
                          "of 16..256, a power of two")

@@ -3,7 +3,7 @@ The mixtures the proxies train, written to OUT/mixtures.csv (run, round, weight.
 
     round 1       N random mixtures around the prior (the official sampler; the paper's whole sweep)
     later rounds  --rounds R in --stage all, or --stage mixtures --next M by hand: mixtures the
-                  last fit proposes (search.propose), appended with new run ids
+                  last fit proposes (proposals.py), appended with new run ids
 
 Any tool (or a hand) may write the file instead; check_mixtures checks it against the data.
 """
@@ -12,13 +12,12 @@ import os
 
 import numpy as np
 
+import presets
 import regression
-import search
 from data import DataError, read_csv, read_mixture, write_csv
 
-N_MIXTURES = {"paper": 512, "tiny": 64}  # the paper's sweep; tiny: sized for the demo on 2 CPU cores
 DEFAULT_DATA = "data/default"  # regmix.py's --data default
-MAX_NEXT = 256  # mixtures one --next may propose (each takes a refit of the regressor)
+MAX_USAGE = 15.0  # a domain's weight at most 15x its natural share (the official sampler's bound)
 
 
 def sample_mixtures(prior, n, seed=42, temperature=0.5, min_strength=0.1, max_strength=5.0,
@@ -28,7 +27,7 @@ def sample_mixtures(prior, n, seed=42, temperature=0.5, min_strength=0.1, max_st
     Candidates are Dirichlet draws around the tempered prior, each at a concentration picked at
     random from 15 log-spaced strengths (small: spiky mixtures; large: close to the prior).
     A candidate is rejected if it would use a domain more than 15 times as much as the natural
-    prior does (search.availability, on the untempered prior): a small domain would repeat
+    prior does (availability, on the untempered prior): a small domain would repeat
     too often in the target run. Weights below `minimum` become 0, the rest is rounded to
     multiples of `minimum`; duplicates are dropped and n are kept."""
     rng = np.random.default_rng(seed)
@@ -36,13 +35,71 @@ def sample_mixtures(prior, n, seed=42, temperature=0.5, min_strength=0.1, max_st
     tempered = prior ** temperature
     tempered /= tempered.sum()
     strengths = np.logspace(np.log10(min_strength), np.log10(max_strength), 15)
-    w = search.dirichlet(tempered[None, :] * rng.choice(strengths, size=n * multiplier)[:, None], rng)
-    w = w[(w <= search.availability(prior)).all(1)]
-    w = np.unique(search.on_grid(w, minimum), axis=0)
+    w = dirichlet(tempered[None, :] * rng.choice(strengths, size=n * multiplier)[:, None], rng)
+    w = w[(w <= availability(prior)).all(1)]
+    w = np.unique(on_grid(w, minimum), axis=0)
     if len(w) < n:
         raise DataError(f"only {len(w)} distinct mixtures satisfy the availability bound; "
                         f"ask for fewer with --n-mixtures")
     return w[rng.choice(len(w), size=n, replace=False)]
+
+
+def dirichlet(alpha, rng, n=None):
+    """Dirichlet draws, a row each: normalised gammas of `alpha` (one row of alphas per draw, or
+    one alpha for n draws). Rows whose gammas all underflow to 0 (tiny alphas) are dropped."""
+    g = rng.standard_gamma(alpha if n is None else np.broadcast_to(alpha, (n, len(alpha))))
+    total = g.sum(1, keepdims=True)
+    if not (total > 0).all():
+        g, total = g[total[:, 0] > 0], total[total[:, 0] > 0]
+    g /= total  # in place: a million candidates are 136 MB
+    return g
+
+
+def availability(prior):
+    """The most a mixture may use each domain: MAX_USAGE x its share of the data's tokens. More
+    would repeat a small domain too often in the target run (the mixtures stage draws within it)."""
+    return np.minimum(MAX_USAGE * prior, 1.0)
+
+
+def on_grid(w, minimum=2e-4):
+    """Mixtures as the mixtures stage writes them: weights below `minimum` become 0, the rest
+    rounded to multiples of it, then each row renormalised to sum to 1 (so a weight lies within a
+    fraction of `minimum` of a multiple: propose tells a repeat of a run by a distance of 1e-4)."""
+    w = np.where(w < minimum, 0.0, w)
+    w = np.round(w / w.sum(-1, keepdims=True) / minimum) * minimum
+    return w / w.sum(-1, keepdims=True)
+
+
+def load_prior(path, meta, names, X=None):
+    """The prior over `names`: --prior (a JSON of domain -> share, or `uniform`), else the data's
+    meta.json, else (no data: another tool's sweep) the runs' mean weights, said in one line."""
+    if path == "uniform":
+        return np.full(len(names), 1 / len(names))
+    if path:
+        prior = read_mixture(path)  # the same format as a mixture
+        source = f"--prior {path}"
+    elif meta is not None:
+        prior, source = meta["prior"], "the data's meta.json"
+    elif X is not None:
+        p = np.maximum(X.mean(0), 1e-6)  # (a domain no run trained on keeps a sliver)
+        print("prior: none given (no --data folder, no --prior): the runs' mean weights serve as one; "
+              "--prior uniform or --prior FILE chooses another")
+        return p / p.sum()
+    else:
+        raise DataError("no prior: pass --prior FILE (JSON domain -> share), --prior uniform, or a --data folder "
+                        "with meta.json")
+    missing = [d for d in names if d not in prior]
+    if missing:
+        raise DataError(f"{source}: no share for '{missing[0]}' (a domain of the fitted results): pass --prior FILE "
+                        "(JSON domain -> share), --prior uniform, or the --data folder of that sweep")
+    try:
+        p = np.array([float(prior[d]) for d in names])
+    except (TypeError, ValueError):
+        raise DataError(f"{source}: every share must be a number") from None
+    if not np.all(p > 0) or not np.all(np.isfinite(p)):
+        raise DataError(f"{source}: the share of '{names[int(np.argmin(np.nan_to_num(p, nan=-1)))]}' is not a "
+                        "positive number")
+    return p / p.sum()
 
 
 def check_mixtures(path, domains):
@@ -103,8 +160,8 @@ def round_sizes(n, rounds):
 
 
 def n_mixtures(requested, model):
-    """--n-mixtures, or the paper's 512 (64 for the tiny demo)."""
-    return requested or N_MIXTURES["tiny" if model == "tiny" else "paper"]
+    """--n-mixtures, or the preset's recipe's (presets.py: the paper's 512; 64 for the CPU presets)."""
+    return requested or presets.recipe(model)["n_mixtures"]
 
 
 def mixture_columns(names):
@@ -126,20 +183,13 @@ def read_rounds(path):
 def stage_mixtures(args, domains=None):
     """The first round: write OUT/mixtures.csv, or check that the one already there begins with the
     mixtures these settings make. Works from --prior alone, without a --data folder."""
-    if args.next is not None:
-        if args.next < 1:
-            raise DataError(f"--next {args.next}: the number of mixtures to propose must be at least 1")
-        if args.next > MAX_NEXT:  # each proposal refits the regressor once: 100,000 would run for days
-            raise DataError(f"--next {args.next}: at most {MAX_NEXT} mixtures a round (each is proposed by its own "
-                            "refit of the regressor); train them, fit, and ask for more")
-        return stage_next(args, domains)
     if domains is not None:
         names = domains.trainable
     elif args.prior:
         names = list(read_mixture(args.prior))
     else:
         raise DataError(f"{args.data}: no meta.json; prepare the data, or pass --prior FILE (JSON domain -> share)")
-    prior = search.load_prior(args.prior, domains.meta if domains is not None else None, names)
+    prior = load_prior(args.prior, domains.meta if domains is not None else None, names)
     n = round_sizes(n_mixtures(args.n_mixtures, args.model), args.rounds)[0]
     w = sample_mixtures(prior, n, seed=args.seed)
     cols = mixture_columns(names)
@@ -154,65 +204,3 @@ def stage_mixtures(args, domains=None):
         write_csv(path, rows, cols)
     print(f"{n} mixtures over {len(names)} domains -> {path}" + (f" (round 1 of {args.rounds})" if args.rounds > 1 else ""))
     return rows
-
-
-def stage_next(args, domains=None, m=None):
-    """Append the next round: m mixtures proposed by the last fit (search.propose) to
-    OUT/mixtures.csv, with new run ids, for --stage proxy (or a job array) to train."""
-    m = m or args.next
-    fit = regression.read_fit(args.out)
-    names = fit["domains"]
-    if domains is not None and sorted(names) != sorted(domains.trainable):
-        if args.data != DEFAULT_DATA:
-            raise DataError(f"{args.out}/fit.json was fitted on domains {', '.join(names)}, but {args.data} trains "
-                            f"{', '.join(domains.trainable)}: use the --data of that fit, or fit again")
-        # the default folder (the demo's corpus) belongs to another sweep: work without data, as for any
-        # sweep from elsewhere
-        print(f"note: {args.data} (the default --data) holds other domains than this fit's: proposing without it")
-        domains = None
-    results = regression.fitted_results(fit, args.out)
-    X, _, y, Y, _ = regression.fitted_target(fit, results)  # y lower is better, as fitted
-    if sorted(fit.get("runs", [])) != sorted(results.runs):
-        raise DataError(f"{args.out}/fit.json predates {results.path} (other runs); run --stage fit first, "
-                        "so that the proposals use every result")
-    path = os.path.join(args.out, "mixtures.csv")
-    rows = read_rounds(path)
-    pending = [r["run"] for r in rows if r["run"] not in set(results.runs)]
-    if pending:
-        raise DataError(f"{path}: {len(pending)} mixture(s) have no result yet (run {', '.join(pending[:5])}"
-                        f"{', ...' if len(pending) > 5 else ''}): train them (--stage proxy), then fit, then ask for more")
-    r = max((int(x["round"]) for x in rows), default=1) + 1
-    prior, _, cap = search.search_space(names, X, domains.meta if domains is not None else None,
-                                            search.Constraints.from_args(args), proxy_range=False)
-    c, _ = search.concentration(prior, cap, np.random.default_rng([args.seed, r, 2]))  # as simulate draws them
-    cand = search.dirichlet(c * prior, np.random.default_rng([args.seed, r]), search.PROPOSAL_CANDIDATES)
-    cand = cand[(cand <= cap + 1e-12).all(1)]
-    if len(cand) < m:
-        raise DataError(f"only {len(cand)} candidates within the constraints for --next {m}; relax them "
-                        "(--no-bound, --extrapolate, --max-epochs)")
-    written = np.array([[float(x.get(f"weight.{d}") or 0) for d in names] for x in rows]).reshape(-1, len(names))
-    taken = np.vstack([X, written])  # every run with a result, and every mixture of the file
-    name = fit["chosen"] if args.regressor == "auto" else args.regressor
-    w = search.propose(name, X, y, fit["min_data_in_leaf"], cand, m, [args.seed, r, 1], taken, Y,
-                           fit.get("ensemble_members"))
-    ids = [int(x) for x in results.runs + [x["run"] for x in rows] if x.lstrip("-").isdigit()]
-    start = max(max(ids, default=-1) + 1, len(results.runs))  # beyond every run id, numeric or not
-    new = mixture_rows(names, w, start, r)
-    # no lock (they fail on parallel file systems): a claim on the round, made atomically, and the
-    # file read again under it, so that two --next at once never give one run id two mixtures
-    claim = os.path.join(args.out, f".next_round_{r}")
-    try:
-        fd = os.open(claim, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
-    except FileExistsError:
-        raise DataError(f"{claim}: another --stage mixtures --next is writing round {r} on this --out now (or one was "
-                        "stopped while writing): let it finish, then run again; if none is running, delete that file") from None
-    try:
-        if read_rounds(path) != rows:
-            raise DataError(f"{path}: another --stage mixtures --next wrote round {r} meanwhile; nothing of this one "
-                            "was written: train that round, fit, then ask again")
-        write_csv(path, rows + new, mixture_columns(names))
-    finally:
-        os.close(fd)
-        os.remove(claim)
-    print(f"round {r}: {m} mixtures proposed by {name} fitted on {len(y)} runs (runs {start}-{start + m - 1}) -> {path}")
-    return new

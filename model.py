@@ -1,7 +1,7 @@
 """
 The Llama-style model of RegMix's proxies and target (the TinyLlama code base): pre-norm RMSNorm,
 rotary position embeddings, SwiGLU MLP, no biases, full multi-head attention, untied input and
-output embeddings. One class serves every size; the size is a preset name.
+output embeddings. One class serves every size; the size is a preset name (presets.py).
 
     python model.py      # parameter counts and FLOPs per token of every preset
 """
@@ -13,6 +13,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 import head
+from presets import PRESETS, shape
 
 
 @dataclass
@@ -27,19 +28,6 @@ class ModelConfig:
     rope_base: float = 10000.0
 
 
-# the paper's sizes (sail-sg/regmix lit_gpt/config.py), plus `tiny`, sized for a 2-core CPU:
-# the embedded corpus's whole proxy sweep runs in minutes with it (see README)
-PRESETS = {
-    "tiny": dict(n_layer=2, n_head=4, n_embd=128, mlp_hidden=256, block_size=256),
-    "1m": dict(n_layer=2, n_head=8, n_embd=256, mlp_hidden=512, block_size=2048),
-    # the 1m width, 8 layers: more fidelity to larger models for ~1.45x the 1m proxy's FLOPs (the head,
-    # 79% of them, is unchanged); for --stage ladder and a sweep that must rank like the target
-    "1m-deep": dict(n_layer=8, n_head=8, n_embd=256, mlp_hidden=512, block_size=2048),
-    "60m": dict(n_layer=10, n_head=8, n_embd=768, mlp_hidden=1536, block_size=2048),
-    "1b": dict(n_layer=22, n_head=16, n_embd=2048, mlp_hidden=5632, block_size=2048),
-}
-
-
 def padded_vocab(n):
     return (n + 63) // 64 * 64
 
@@ -48,7 +36,7 @@ def config_for(preset, vocab_size, block_size=None):
     """The preset's config for data with `vocab_size` tokens (padded up to a multiple of 64)."""
     if preset not in PRESETS:
         raise ValueError(f"unknown model preset '{preset}'; choose one of {', '.join(PRESETS)}")
-    cfg = ModelConfig(**PRESETS[preset], vocab_size=padded_vocab(vocab_size))
+    cfg = ModelConfig(**shape(preset), vocab_size=padded_vocab(vocab_size))
     if block_size:
         cfg.block_size = block_size
     return cfg

@@ -168,74 +168,85 @@ def get_tokenizer(spec="gpt2", vocab_size=None, eot_token=None, threads=None):
 
 def prepare(docs, out, enc, eval_only=(), val_fraction=0.1, val_max_tokens=2**21,
             batch_bytes=4 << 20, skips=None, progress=True):
-    """Tokenize (domain, text, where) documents into out/<slug of domain>/{train,val}.bin and meta.json.
+    """The paper's step 1: tokenize (domain, text, where) documents into out/<slug of domain>/
+    {train,val}.bin, and write meta.json, whose `prior` is each domain's share of the training
+    tokens (the natural mixture).
 
     Nothing in `out` changes until every document is written: files go to temporary names and
     are renamed at the end (meta.json last), so a failure leaves the folder as it was."""
-    from tqdm import tqdm
-
-    eot = enc.eot
-    skips = skips or Skips()
-    stats, writers, seen = {}, {}, {}
+    stats, writers, skips = {}, {}, skips or Skips()
     val_permille = int(round(val_fraction * 1000))
-
-    def writer(domain, split):
-        if (domain, split) not in writers:
-            writers[domain, split] = TokenWriter(os.path.join(out, domain, f"{split}.bin"), enc.vocab_size)
-        return writers[domain, split]
-
-    def flush(batch, tokens):
-        for (domain, nbytes, h), toks in zip(batch, tokens):
+    try:
+        for domain, nbytes, h, toks in tokenized(docs, enc, batch_bytes, progress):
             s = stats.setdefault(domain, dict(documents=0, bytes=0, train_tokens=0, val_tokens=0))
             s["documents"] += 1
             s["bytes"] += nbytes
             if len(toks) == 0:
                 continue
-            toks = np.append(toks, eot)
             # whole documents go to validation by a hash of their text: deterministic, order-free;
             # once a domain's validation is full, the rest trains. Eval-only domains only validate.
             to_val = domain in eval_only or (h % 1000 < val_permille and s["val_tokens"] < val_max_tokens)
             split = "val" if to_val else "train"
-            writer(domain, split).write(toks)
-            s[f"{split}_tokens"] += len(toks)
-
-    def abort_all():
+            if (domain, split) not in writers:
+                writers[domain, split] = TokenWriter(os.path.join(out, domain, f"{split}.bin"), enc.vocab_size)
+            writers[domain, split].write(np.append(toks, enc.eot))
+            s[f"{split}_tokens"] += len(toks) + 1
+        domains = checked_domains(stats, writers, eval_only, skips, enc.vocab_size, out)
+    except BaseException:
         for w in writers.values():
             w.abort()
+        raise
+    for (domain, split), w in writers.items():
+        w.commit() if domain in domains else w.abort()
+    train_total = sum(s["train_tokens"] for s in domains.values() if not s["eval_only"])
+    meta = dict(
+        format_version=2,
+        tokenizer=enc.save(out),
+        domains=domains,
+        prior={d: s["train_tokens"] / train_total for d, s in domains.items() if not s["eval_only"]},
+        skipped=dict(lines=skips.count, first=skips.first),
+    )
+    write_meta(out, meta)
+    return meta
 
-    # the tokenizer encodes one batch (on every core) while the main thread reads the next
+
+def tokenized(docs, enc, batch_bytes, progress):
+    """(domain, bytes, hash of the text, tokens) per document, in order. The tokenizer encodes one
+    batch of documents (on every core) while this thread reads the next."""
+    from tqdm import tqdm
+    seen = {}
     pool = ThreadPoolExecutor(1)
     pending = None
     bar = tqdm(total=None, unit="B", unit_scale=True, desc="tokenizing", disable=not progress)
     try:
         batch, texts, size = [], [], 0
         for name, text, where in docs:
-            domain = domain_slug(name, seen)
             raw = text.encode("utf-8", errors="replace")
-            batch.append((domain, len(raw), zlib.crc32(raw)))
+            batch.append((domain_slug(name, seen), len(raw), zlib.crc32(raw)))
             texts.append(text if text.strip() else "")  # a blank document adds no tokens
             size += len(raw)
             if size >= batch_bytes:
                 if pending:
-                    flush(pending[0], pending[1].result())
+                    yield from ((*doc, toks) for doc, toks in zip(pending[0], pending[1].result()))
                 pending = (batch, pool.submit(enc.encode_batch, texts))
                 bar.update(size)
                 batch, texts, size = [], [], 0
         if pending:
-            flush(pending[0], pending[1].result())
+            yield from ((*doc, toks) for doc, toks in zip(pending[0], pending[1].result()))
         if batch:
-            flush(batch, enc.encode_batch(texts))
+            yield from ((*doc, toks) for doc, toks in zip(batch, enc.encode_batch(texts)))
             bar.update(size)
-    except BaseException:
-        abort_all()
-        raise
     finally:
         bar.close()
         pool.shutdown(cancel_futures=True)
 
+
+def checked_domains(stats, writers, eval_only, skips, vocab_size, out):
+    """The domains meta.json records: every --eval-only name must exist, a domain without text is
+    left out (said), one too small for the hash split shares its tokens between both splits (said),
+    and at least one must be trainable."""
     missing = [n for n in sorted(eval_only) if n not in stats]
     if missing:
-        abort_all()
         raise DataError(f"--eval-only {missing[0]}: no such domain in the input (domains: {', '.join(sorted(stats))})")
     domains = {}
     for domain, s in sorted(stats.items()):
@@ -248,30 +259,25 @@ def prepare(docs, out, enc, eval_only=(), val_fraction=0.1, val_max_tokens=2**21
                 if s[f"{lack}_tokens"] == 0:
                     print(f"warning: domain '{domain}' has no {lack} documents; its {have} tokens serve "
                           f"as {lack} too (add more documents for an honest validation loss)", file=sys.stderr)
-                    writer(domain, lack).write(writers[domain, have].written())
+                    writers[domain, lack] = TokenWriter(os.path.join(out, domain, f"{lack}.bin"), vocab_size)
+                    writers[domain, lack].write(writers[domain, have].written())
                     s[f"{lack}_tokens"] = s[f"{have}_tokens"]
         domains[domain] = dict(s, eval_only=domain in eval_only)
     if not any(not s["eval_only"] for s in domains.values()):
-        abort_all()
         why = (f"; {skips.count:,} record(s) were skipped, first: {'; '.join(skips.first)}" if skips.count else "")
         raise DataError(f"no trainable domain with text in the input{why}; nothing was written")
-    for (domain, split), w in writers.items():
-        w.commit() if domain in domains else w.abort()
+    return domains
 
-    train_total = sum(s["train_tokens"] for s in domains.values() if not s["eval_only"])
-    meta = dict(
-        format_version=2,
-        tokenizer=enc.save(out),
-        domains=domains,
-        prior={d: s["train_tokens"] / train_total for d, s in domains.items() if not s["eval_only"]},
-        skipped=dict(lines=skips.count, first=skips.first),
-    )
+
+def write_meta(out, meta):
+    """meta.json, atomically, last; then the domain folders of a corpus prepared here before that
+    this one lacks are removed (said), so that no stale domain is read as part of this one."""
     old = os.path.join(out, "meta.json")
     stale = []
-    if os.path.exists(old):  # a corpus prepared here before: its domains that this one lacks go
+    if os.path.exists(old):
         try:
             with open(old, encoding="utf-8") as f:
-                stale = [d for d in json.load(f).get("domains", {}) if d not in domains]
+                stale = [d for d in json.load(f).get("domains", {}) if d not in meta["domains"]]
         except (OSError, UnicodeDecodeError, json.JSONDecodeError, AttributeError):
             pass  # unreadable: there is nothing we can trust to remove
     atomic_write_json(old, meta)
@@ -280,7 +286,6 @@ def prepare(docs, out, enc, eval_only=(), val_fraction=0.1, val_max_tokens=2**21
             shutil.rmtree(os.path.join(out, d))
             print(f"removed {os.path.join(out, d)}: a domain of the corpus prepared here before, not of this one",
                   file=sys.stderr)
-    return meta
 
 
 def js_divergence(out, meta):

@@ -18,13 +18,9 @@ worker process per core (the default), `torchrun --nproc_per_node N regmix.py --
 (rank r takes runs r, r+N, ...), or a job array's tasks with `--shard I/N` (Slurm's are read).
 """
 import argparse
-import csv
 import gc
-import glob
 import json
 import os
-import signal
-import subprocess
 import sys
 import time
 from dataclasses import asdict
@@ -36,188 +32,55 @@ os.environ.setdefault("OMP_WAIT_POLICY", "passive")
 
 import numpy as np  # noqa: E402
 
+import presets  # noqa: E402
 import regression  # noqa: E402
 import search  # noqa: E402
+import sweep  # noqa: E402
 import regressors  # noqa: E402
 from data import (DataError, atomic_write_json, atomic_write_text, check_block_size, make_dir, mixture_vector,  # noqa: E402
-                  open_domains, read_csv, read_mixture, usable_cores, write_csv)
-from mixtures import DEFAULT_DATA, check_mixtures, n_mixtures, read_rounds, round_sizes, stage_mixtures, stage_next  # noqa: E402
+                  open_domains, read_mixture)
+from mixtures import DEFAULT_DATA, n_mixtures, read_rounds, round_sizes, stage_mixtures  # noqa: E402
+from proposals import stage_next  # noqa: E402
 
 # torch is imported inside the stages that train (proxy, train, compare, export, eval): mixtures,
 # fit and simulate never need it, and importing it takes ~2.5 s, longer than a whole fit.
-MODELS = ("tiny", "1m", "1m-deep", "60m", "1b")  # model.PRESETS (a test checks they agree)
 
 # -----------------------------------------------------------------------------
 # proxy: one run per mixture, each persisted the moment it finishes
 
-def result_columns(domains):
-    return (["run"] + [f"weight.{d}" for d in domains.trainable] + [f"loss.{d}" for d in domains.names]
-            + ["seed", "tokens", "seconds", "failed"])
-
-
-def collect(out, domains):
-    """Rebuild results.csv from the per-run files (the source of truth) and the rows it already
-    had. No lock (they fail on parallel file systems such as Lustre): processes that finish at the
-    same time may each write it, the last rename wins, and every collect after the last run (at the
-    end of each sweep process, --stage collect, fit) sees every file."""
-    path = os.path.join(out, "results.csv")
-    rows = {int(r["run"]): r for r in read_csv(path)} if os.path.exists(path) else {}
-    for run_path in glob.glob(os.path.join(out, "runs", "run_*.json")):
-        try:
-            with open(run_path) as f:
-                row = json.load(f)
-        except (OSError, json.JSONDecodeError) as e:
-            raise DataError(f"{run_path}: cannot read it ({e}); delete it to retrain that run") from None
-        rows[int(row["run"])] = row
-    rows = [rows[k] for k in sorted(rows)]
-    write_csv(path, rows, result_columns(domains))
-    return rows
-
-
-def check_results_schema(path, domains):
-    if not os.path.exists(path):
-        return
-    with open(path, newline="") as f:
-        header = next(csv.reader(f), [])
-    if header and header != result_columns(domains):
-        raise DataError(f"{path}: its columns do not match the domains of the data ({', '.join(domains.names)}); "
-                        "it belongs to other data: use another --out")
-
-
 def stage_proxy(args, domains):
-    import torch
-    import torch.distributed as dist
+    """The paper's step 3: train one small model per mixture of OUT/mixtures.csv and record every
+    domain's validation loss. Each finished run is a file (written atomically) before the next
+    starts, so a killed sweep resumes where it stopped. Which runs this process trains, and the
+    worker processes, ranks and shards that share a sweep, are sweep.py's."""
     from tqdm import tqdm
 
-    from train import RunOptions, build_model, hparams, pick_device, print0, tracker, train_run, use_compile
+    from train import RunOptions, build_model, hparams, pick_device, tracker, train_run, use_compile
     h = hparams(args, "proxy")
     check_block_size(domains, h.block_size)
-    ddp = "WORLD_SIZE" in os.environ and int(os.environ["WORLD_SIZE"]) > 1
-    if ddp and not dist.is_initialized():
-        dist.init_process_group("gloo")  # proxies are independent; the group only waits at the end
-    rank, world = (dist.get_rank(), dist.get_world_size()) if ddp else (0, 1)
     device = pick_device(args.device)
-    make_dir(os.path.join(args.out, "runs"), "--out")
-    check_results_schema(os.path.join(args.out, "results.csv"), domains)
-    path = os.path.join(args.out, "mixtures.csv")
-    if rank == 0 and not os.path.exists(path):  # an existing file is trained as written, whoever wrote it
-        stage_mixtures(args, domains)
-    if ddp:
-        dist.barrier()
-    mixtures = check_mixtures(path, domains)
-    results = os.path.join(args.out, "results.csv")
-    done = {int(r["run"]) for r in read_csv(results)} if os.path.exists(results) else set()
-    done |= {int(m["run"]) for m in mixtures if os.path.exists(run_file(args.out, m["run"]))}
-    # this process's runs: run r belongs to shard r mod N (job arrays), split again among the ranks
-    index, count = shard(args)
-    index, count = index + count * rank, count * world
-    mine = [m for m in mixtures if int(m["run"]) % count == index and int(m["run"]) not in done]
-    workers, threads = cpu_layout(args, device, ddp)
-    print0(f"proxy sweep: {len(mixtures)} mixtures, {len(done)} done, {len(mine)} to run here, model {h.model}, "
-           f"{h.steps} steps x {h.batch_size} x {h.block_size} tokens, device {device}, "
-           + (f"{world} rank(s)" if ddp else f"{min(workers, len(mine))} process(es) x {threads} thread(s)" if mine
-              else "nothing to train"))
-    if workers > 1 and len(mine) > 1:
-        run_workers(args, min(workers, len(mine)), threads, index, count)
-        rows = collect(args.out, domains)
-        print0(f"{len(rows)} proxy results -> {results}")
+    mine, label = sweep.plan(args, domains, h, device)
+    if mine is None:  # worker processes trained them
         return
     _, tw = regression.target_weights(args.target, domains.names, domains.trainable, args.data)
     tw = tw or {domains.names[0]: 1.0}
-    label = f"rank {rank}" if ddp else f"shard {index}/{count}" if count > 1 else "proxy"
-    bar = tqdm(mine, desc=f"proxies ({label})", unit="run", disable=rank != 0 or count > 1)
     track = tracker(args.wandb, args.out, f"proxies-{label.replace(' ', '-').replace('/', '-of-')}", asdict(h),
                     rank_zero_only=False)
     models = build_model(h, domains, device, use_compile(args, device), args.head) if mine else None
+    bar = tqdm(mine, desc=f"proxies ({label})", unit="run", disable=label != "proxy")
     for m in bar:
         weights = {d: float(m[f"weight.{d}"]) for d in domains.trainable}
         r = train_run(h, domains, weights, device, models, RunOptions(log_every=h.steps))  # the loss is read once, at the end
-        row = {"run": int(m["run"]), **{f"weight.{d}": m[f"weight.{d}"] for d in domains.trainable},
-               **{f"loss.{d}": f"{v:.6f}" for d, v in r["losses"].items()},
-               "seed": h.seed, "tokens": r["tokens"], "seconds": f"{r['seconds']:.1f}", "failed": r["failed"],
-               "startup_seconds": r["startup_seconds"], "train_tokens_per_s": r["train_tokens_per_s"]}
-        if args.proxy_ckpt:  # before the run file: a run counts as done only with its weights saved
-            tmp = f"{run_file(args.out, m['run'], '.pt')}.tmp{os.getpid()}"
-            torch.save(models[0].checkpoint(), tmp)
-            os.replace(tmp, run_file(args.out, m["run"], ".pt"))
-        atomic_write_json(run_file(args.out, m["run"]), row)
-        collect(args.out, domains)
-        msg = f"run {m['run']}: " + (f"FAILED ({r['failed']})" if r["failed"] else f"target {target_loss(r['losses'], tw):.4f}")
+        sweep.save_run(args.out, m, h, r, domains.trainable, models[0] if args.proxy_ckpt else None)
+        sweep.collect(args.out, domains)
+        msg = f"run {m['run']}: " + (f"FAILED ({r['failed']})" if r["failed"] else f"target {sweep.target_loss(r['losses'], tw):.4f}")
         tps = r["train_tokens_per_s"] or r["tokens"] / r["seconds"]
         bar.set_postfix_str(f"last {msg}, {tps:,.0f} tok/s")
         startup = "" if r["startup_seconds"] is None else f" (start-up and first step {r['startup_seconds']:.1f}s)"
         tqdm.write(f"[{label}] {msg} in {r['seconds']:.1f}s{startup}, {tps:,.0f} tok/s after the first step")
         track.log({"run": int(m["run"]), "tokens_per_s": tps, **{f"val/{d}": v for d, v in r["losses"].items()}})
     track.finish()
-    if ddp:
-        dist.barrier()
-    rows = collect(args.out, domains)
-    print0(f"{len(rows)} proxy results -> {os.path.join(args.out, 'results.csv')}")
-    if ddp:
-        dist.destroy_process_group()
-
-
-def shard(args):
-    """--shard I/N, or a Slurm job array's task (SLURM_ARRAY_TASK_ID of SLURM_ARRAY_TASK_COUNT), or 0/1."""
-    spec, source = args.shard, "--shard"
-    if spec is None and "SLURM_ARRAY_TASK_ID" in os.environ:
-        if "SLURM_ARRAY_TASK_COUNT" not in os.environ:  # else every task would train the whole sweep
-            raise DataError("SLURM_ARRAY_TASK_ID is set but SLURM_ARRAY_TASK_COUNT is not (an older Slurm?): "
-                            "pass --shard $SLURM_ARRAY_TASK_ID/N, N the number of tasks")
-        spec = f"{os.environ['SLURM_ARRAY_TASK_ID']}/{os.environ['SLURM_ARRAY_TASK_COUNT']}"
-        source = "Slurm's SLURM_ARRAY_TASK_ID/SLURM_ARRAY_TASK_COUNT"
-    if spec is None:
-        return 0, 1
-    i, _, n = spec.partition("/")
-    if not (i.isdigit() and n.isdigit() and int(i) < int(n)):
-        raise DataError(f"{source} {spec}: expected I/N with 0 <= I < N (e.g. 3/8)"
-                        + ("; number the array's tasks from 0 (--array=0-N-1)" if source != "--shard" else ""))
-    return int(i), int(n)
-
-
-def cpu_layout(args, device, ddp):
-    """(processes, threads each) for a sweep on this machine. On CPU, one single-threaded process
-    per core: faster than one process with a thread per core, and it does not collapse beside
-    other work, where OpenMP threads wait for each other (README, bench/proxy_layouts.py). A
-    user's OMP_NUM_THREADS sets the threads per process; --workers the processes."""
-    import torch
-    if device.type != "cpu" or ddp:
-        return 1, torch.get_num_threads()
-    cores = usable_cores()
-    threads = int(os.environ.get("OMP_NUM_THREADS") or 0)
-    workers = args.workers or max(1, cores // (threads or 1))
-    return workers, threads or (1 if workers > 1 else torch.get_num_threads())
-
-
-def run_workers(args, n, threads, index, count):
-    """Run this process's share of the sweep as n worker processes, shard (index + count j) of
-    (count n) each; every finished run is a file, so they need no other coordination."""
-    env = dict(os.environ, OMP_NUM_THREADS=str(threads))
-    procs = [subprocess.Popen([sys.executable, os.path.abspath(__file__), *args.argv, "--stage", "proxy",
-                               "--workers", "1", "--shard", f"{index + count * j}/{count * n}"],
-                              env=env, preexec_fn=die_with_parent) for j in range(n)]
-    failed = [j for j, p in enumerate(procs) if p.wait() != 0]
-    if failed:
-        raise DataError(f"proxy worker(s) {failed} failed (their error is printed above); "
-                        "finished runs are kept, rerun the same command to continue")
-
-
-def die_with_parent():
-    """A killed sweep must not leave its workers training on: Linux's PR_SET_PDEATHSIG."""
-    try:
-        import ctypes
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)
-    except OSError:
-        pass
-
-
-def target_loss(losses, tw):
-    """The target's loss: the weighted mean of its domains' losses (see regression.target_weights)."""
-    return sum(w * losses[d] for d, w in tw.items())
-
-
-def run_file(out, run, ext=".json"):
-    return os.path.join(out, "runs", f"run_{int(run):05d}{ext}")
+    sweep.finish(args, domains, ddp=label.startswith("rank"))
 
 
 # -----------------------------------------------------------------------------
@@ -324,7 +187,7 @@ def stage_compare(args, domains):
             raise DataError(f"{eval_path} was trained on another mixture (an older simulate?); "
                             f"delete {os.path.dirname(eval_path)} to retrain it")
         measured[name] = ev["losses"]
-    res = {n: dict(target_loss=target_loss(m, tw), mean_loss=float(np.mean(list(m.values())))) for n, m in measured.items()}
+    res = {n: dict(target_loss=sweep.target_loss(m, tw), mean_loss=float(np.mean(list(m.values())))) for n, m in measured.items()}
     atomic_write_json(os.path.join(args.out, "compare.json"), dict(target=target, target_weights=tw, runs=res))
     print(f"\nmeasured {target} validation loss after the same training ({args.out}/compare.json):")
     for n, r in res.items():
@@ -366,8 +229,9 @@ def get_args(argv=None):
                    help="what to run (see above)")
     g.add_argument("--data", default=DEFAULT_DATA, help="a folder made by prepare.py")
     g.add_argument("--out", default="out", help="where every artefact goes (plain CSV / JSON / PNG files)")
-    g.add_argument("--model", default="1m", choices=MODELS,
-                   help="model size of proxy and train; tiny also picks CPU-sized recipes and --n-mixtures")
+    g.add_argument("--model", default="1m", choices=list(presets.PRESETS),
+                   help="model size of proxy and train, and the recipe it trains by (presets.py: steps, batch, "
+                        "--n-mixtures; tiny: the CPU recipe)")
     g.add_argument("--seed", type=int, default=42, help="seed of the mixtures, of each run's init and batches, of simulate")
     g.add_argument("--target", default=None, help="proxy (its printed loss), fit: the validation loss to minimise: a "
                    "domain, several (a,b: their mean), weighted (a=0.7,b=0.3), or all (the mean over every domain) "
@@ -421,7 +285,8 @@ def get_args(argv=None):
     g.add_argument("--ladder-runs", type=int, default=16,
                    help="sweep mixtures to train again at the second scale, spread over the target (besides the "
                         "chosen, natural and uniform mixtures)")
-    g.add_argument("--ladder-model", default=None, choices=MODELS, help="the second scale's model (default: --model)")
+    g.add_argument("--ladder-model", default=None, choices=list(presets.PRESETS),
+                   help="the second scale's model (default: --model)")
     g.add_argument("--ladder-steps", type=int, default=None, help="the second scale's steps (default: its recipe's)")
     g.add_argument("--ladder-results", default=None, metavar="CSV",
                    help="the report alone, for two tables that share mixtures (joined on run): --results is the small "
@@ -510,9 +375,9 @@ def main(argv=None):
         if args.stage in ("fit", "simulate", "mixtures"):  # these also work without data (results from elsewhere)
             domains = open_domains(args.data) if os.path.exists(os.path.join(args.data, "meta.json")) else None
             if args.stage == "fit" and not args.results and domains and os.path.isdir(os.path.join(args.out, "runs")):
-                collect(args.out, domains)  # shards of a job array may have finished since the last collect
+                sweep.collect(args.out, domains)  # shards of a job array may have finished since the last collect
             if args.stage == "mixtures":
-                stage_mixtures(args, domains)
+                (stage_mixtures if args.next is None else stage_next)(args, domains)
             else:
                 (regression.stage_fit if args.stage == "fit" else search.stage_simulate)(args, domains)
             return
@@ -521,8 +386,8 @@ def main(argv=None):
         if args.stage == "proxy":
             stage_proxy(args, domains)
         elif args.stage == "collect":
-            check_results_schema(os.path.join(args.out, "results.csv"), domains)
-            print(f"{len(collect(args.out, domains))} proxy results -> {os.path.join(args.out, 'results.csv')}")
+            sweep.check_results_schema(os.path.join(args.out, "results.csv"), domains)
+            print(f"{len(sweep.collect(args.out, domains))} proxy results -> {os.path.join(args.out, 'results.csv')}")
         elif args.stage == "train":
             stage_train(args, domains)
         elif args.stage == "all":

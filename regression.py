@@ -180,40 +180,88 @@ def fitted_for(fit):
 
 
 def stage_fit(args, domains=None):
-    out = args.out
-    results = Results(args.results or os.path.join(out, "results.csv"), args.metrics)
+    """The paper's step 4: regress the target's loss on the mixture weights. Every candidate
+    regressor is judged on the same held-out runs (5-fold cross-validation, or --test), the one with
+    the highest cross-validated Spearman is chosen (the paper's is LightGBM), and each is refitted on
+    every run for simulate to search. Writes OUT/fit.json, fit.png and OUT/regressors/."""
+    results, spec, tw = read_target(args)
+    X, y, L, runs_used = results.target_metrics(tw)  # weights, the target's loss, its metrics, of every usable run
+    check_runs(results, y, spec)
+    ceiling = float(ceiling_above(y)) if args.maximize else None
+    measured, y = y, orient(y, ceiling)  # what was measured; what is fitted (lower is better)
+    leaf = regressors.leaf_size(len(y), args.min_data_in_leaf, len(results.domains))
+    warn_small_leaf(args, y, leaf)
+    Xt, y_true = test_table(args, results, tw)
+    Y = metric_columns(L, tw, args.maximize)  # the target's metrics one column each, for the per-metric regressors
+    singles = needed(args.regressor, len(tw) > 1)
+    cv, members = cross_validate(args, singles, X, y, leaf, Y, len(tw) > 1)  # out-of-fold predictions
+    if Xt is not None:
+        held, how = predictions(singles, X, y, Xt, leaf=leaf, members=members, Y=Y), f"held-out table {args.test}"
+    else:
+        y_true, held, how = measured, cv, f"{FOLDS}-fold cross-validation"
+    held = {n: orient(p, ceiling) for n, p in held.items()}  # predictions of the target as given
+    scores = {n: metrics(y_true, p) for n, p in held.items()}
+    cv_rho = {n: metrics(y, p)["spearman"] for n, p in cv.items()}
+    chosen = choose(cv_rho) if args.regressor == "auto" else args.regressor
+    fit = fit_record(args, results, spec, tw, y, measured, y_true, how, leaf, scores, cv_rho, chosen, cv, X, Y, members,
+                     ceiling, "ensemble" in held)
+    refit_all(args.out, singles, members if "ensemble" in held else None, X, y, leaf, Y, fit)  # what simulate searches
+    atomic_write_json(os.path.join(args.out, "fit.json"), fit)
+    report_fit(args, fit, scores, y_true, measured, how, ceiling)
+    plot_fit(os.path.join(args.out, "fit.png"), y_true, held, spec, fit, None if args.test else run_rounds(args.out, runs_used))
+    return fit
+
+
+# -----------------------------------------------------------------------------
+# the fit's pieces beyond the paper: the table and target, checks, the ensemble, trust, the report
+
+def read_target(args):
+    """The results table (results.py: ours, or another tool's), --target as weights of its losses,
+    and OUT/regressors/ made ready."""
+    results = Results(args.results or os.path.join(args.out, "results.csv"), args.metrics)
     spec, tw = target_weights(args.target, results.loss_domains, results.domains, results.path)
     if spec is None:
         raise DataError(f"{results.path}: which loss to minimise? pass --target (one of {', '.join(results.loss_domains)}, "
                         "several as a,b or a=0.7,b=0.3, or all)")
-    regs = os.path.join(out, "regressors")
+    regs = os.path.join(args.out, "regressors")
     if os.path.exists(regs) and not os.path.isdir(regs):
         raise DataError(f"{regs}: a file where fit keeps its regressors (a folder); move it away")
     os.makedirs(regs, exist_ok=True)
     if spec == "all":  # say what "all" averaged: every metric of the table
         shown = ", ".join(list(tw)[:12]) + (f", ... ({len(tw)} in all)" if len(tw) > 12 else "")
         print(f"target all: the mean of {len(tw)} metric(s): {shown}")
-    X, y, L, runs_used = results.target_metrics(tw)
-    runs = results.runs  # every run of the table, failed ones too: what --stage mixtures --next checks it against
+    return results, spec, tw
+
+
+def check_runs(results, y, spec):
     if len(y) < MIN_RUNS:
         raise DataError(f"{results.path}: {len(y)} usable runs; a fit needs at least {MIN_RUNS} (run more proxies)")
     if np.ptp(y) == 0:
         raise DataError(f"{results.path}: loss.{spec} is the same in every run; nothing to fit")
-    ceiling = float(ceiling_above(y)) if args.maximize else None
-    measured, y = y, orient(y, ceiling)  # what was measured; what is fitted (lower is better)
-    leaf = regressors.leaf_size(len(y), args.min_data_in_leaf, len(results.domains))
+
+
+def warn_small_leaf(args, y, leaf):
     if len(y) < 4 * leaf and args.regressor in ("auto", "lightgbm", "ensemble"):
         print(f"warning: {len(y)} runs for min_data_in_leaf {leaf}: LightGBM's trees can barely split; "
               "run more proxies or lower --min-data-in-leaf", file=sys.stderr)
-    if args.test:
-        test = Results(args.test)
-        if test.domains != results.domains:
-            raise DataError(f"--test {args.test}: its domains ({', '.join(test.domains)}) differ from "
-                            f"{results.path}'s ({', '.join(results.domains)})")
-        Xt, y_true, _ = test.target(tw)
-    several = len(tw) > 1
-    singles, candidates = needed(args.regressor, several), regressors.ensemble_names(several)
-    Y = metric_columns(L, tw, args.maximize)
+
+
+def test_table(args, results, tw):
+    """--test: a held-out table's weights and target (None, None without it)."""
+    if not args.test:
+        return None, None
+    test = Results(args.test)
+    if test.domains != results.domains:
+        raise DataError(f"--test {args.test}: its domains ({', '.join(test.domains)}) differ from "
+                        f"{results.path}'s ({', '.join(results.domains)})")
+    Xt, y_true, _ = test.target(tw)
+    return Xt, y_true
+
+
+def cross_validate(args, singles, X, y, leaf, Y, several):
+    """Out-of-fold predictions of every candidate, and the ensemble's members: those whose
+    cross-validated R^2 is at least 0 (ensemble_members); the ensemble's prediction is their mean."""
+    candidates = regressors.ensemble_names(several)
     cv = predictions(singles, X, y, leaf=leaf, members=candidates, Y=Y)
     members = list(candidates)
     if "ensemble" in cv:
@@ -229,15 +277,13 @@ def stage_fit(args, domains=None):
             if args.regressor == "ensemble":
                 raise DataError("--regressor ensemble: every member predicts worse than the mean loss (cross-validated "
                                 "R^2 < 0): no ensemble to fit; run more proxies, or pass --regressor auto")
-    if args.test:
-        held = predictions(singles, X, y, Xt, leaf=leaf, members=members, Y=Y)
-        how = f"held-out table {args.test}"
-    else:
-        y_true, held, how = measured, cv, f"{FOLDS}-fold cross-validation"
-    held = {n: orient(p, ceiling) for n, p in held.items()}  # predictions of the target as given
-    scores = {n: metrics(y_true, p) for n, p in held.items()}
-    cv_rho = {n: metrics(y, p)["spearman"] for n, p in cv.items()}
-    chosen = choose(cv_rho) if args.regressor == "auto" else args.regressor
+    return cv, members
+
+
+def fit_record(args, results, spec, tw, y, measured, y_true, how, leaf, scores, cv_rho, chosen, cv, X, Y, members,
+               ceiling, ensemble):
+    """fit.json (docs/stages.md lists its fields): the scores, the choice, and how far it can be
+    trusted (trust_of), whether more proxies would help (learning_curve, top1_regret)."""
     trust = trust_of(y, cv[chosen], args.seed)
     # would more proxies help? (one forest per metric is costly to refit: past 16 metrics the curve is LightGBM's)
     curve_of = chosen if chosen != "per_metric_lightgbm" or Y.shape[1] <= 16 else "lightgbm"
@@ -246,25 +292,31 @@ def stage_fit(args, domains=None):
     # R^2 and MSE compare levels: on a held-out table of another scale (1M proxies -> 60M models) the
     # losses sit elsewhere (mean shifted by more than 2 sd of the training runs') and only ranks compare
     levels = not args.test or abs(y_true.mean() - measured.mean()) <= 2 * measured.std()
-
     fit = dict(target=spec, target_weights=tw, n_train=len(y), n_test=len(y_true), evaluation=how,
                domains=results.domains, min_data_in_leaf=leaf, regressors=scores, cv_spearman=cv_rho, chosen=chosen,
-               results=results.path, metrics=args.metrics, runs=runs, tables=table_paths(out, results.path, args.metrics), maximize=bool(args.maximize), ceiling=ceiling,
+               results=results.path, metrics=args.metrics, runs=results.runs,
+               tables=table_paths(args.out, results.path, args.metrics), maximize=bool(args.maximize), ceiling=ceiling,
                trust=trust, levels_comparable=bool(levels), **curve)
-    if "ensemble" in held:
+    if ensemble:
         fit["ensemble_members"] = members
     fit.update({n: scores[n] for n in ("lightgbm", "linear") if n in scores})  # the keys fit.json always had
-    # refit on every usable run: these are the models simulate searches
+    return fit
+
+
+def refit_all(out, singles, members, X, y, leaf, Y, fit):
+    """Every regressor refitted on every usable run and saved (and the ensemble of `members`)."""
     with regressors.one_blas_thread():
         models = {n: regressors.fit(n, X, y, leaf, Y=Y) for n in singles}
     for m in models.values():
         save_regressor(out, m, fitted_for(fit))
-    if "ensemble" in held:
+    if members is not None:
         save_regressor(out, regressors.Ensemble([models[m] for m in members]), fitted_for(fit))
-    atomic_write_json(os.path.join(out, "fit.json"), fit)
 
-    print(f"fit: {spec} ({'higher' if args.maximize else 'lower'} is better) ~ {len(results.domains)} weights, {len(y)} runs; "
-          f"held out: {how} ({len(y_true)} runs)")
+
+def report_fit(args, fit, scores, y_true, measured, how, ceiling):
+    spec, chosen, cv_rho, levels = fit["target"], fit["chosen"], fit["cv_spearman"], fit["levels_comparable"]
+    print(f"fit: {spec} ({'higher' if args.maximize else 'lower'} is better) ~ {len(fit['domains'])} weights, "
+          f"{fit['n_train']} runs; held out: {how} ({len(y_true)} runs)")
     if args.maximize:
         print(f"  fitted as {ceiling:.4g} - {spec} (a ceiling just above the best run): lower is better and positive, "
               "as every regressor and the search expect; predictions are turned back")
@@ -280,13 +332,11 @@ def stage_fit(args, domains=None):
               f"runs' {measured.mean():.4g} +/- {measured.std():.3g}, another scale; only the ranking compares)")
     if args.regressor == "auto":
         print(f"chosen by {FOLDS}-fold cross-validated Spearman on the training runs: {chosen} (the highest)")
-    print(f"{chosen}: out-of-fold top-1 regret {curve['top1_regret']:.4g} (the measured {spec} of each fold's predicted "
-          f"best run minus its best); CV rho by runs ({curve_of}): "
-          + ", ".join(f"{c['runs']} {c['spearman']:.3f}" for c in curve["learning_curve"]))
-    if trust["warning"]:
-        print(f"warning: {trust['warning']}")
-    plot_fit(os.path.join(out, "fit.png"), y_true, held, spec, fit, None if args.test else run_rounds(out, runs_used))
-    return fit
+    print(f"{chosen}: out-of-fold top-1 regret {fit['top1_regret']:.4g} (the measured {spec} of each fold's predicted "
+          f"best run minus its best); CV rho by runs ({fit['learning_curve_of']}): "
+          + ", ".join(f"{c['runs']} {c['spearman']:.3f}" for c in fit["learning_curve"]))
+    if fit["trust"]["warning"]:
+        print(f"warning: {fit['trust']['warning']}")
 
 
 def ceiling_above(v, axis=None):

@@ -12,28 +12,11 @@ from dataclasses import asdict, dataclass, fields
 import torch
 import torch.distributed as dist
 
-from data import Batches, DataError, atomic_write_text, to_device, val_windows
+from data import Batches, DataError, atomic_write_text, print0, to_device, val_windows
 from model import GPT, ModelConfig, config_for
+from presets import recipe
 
 
-# -----------------------------------------------------------------------------
-# recipes: the paper's numbers, per stage; `--model tiny` swaps in the CPU column
-
-RECIPES = {
-    # the 1M proxies (sail-sg/regmix, mixture_config/synthesize_mixture.py): constant 4e-4 after warmup
-    "proxy": dict(steps=1000, batch_size=512, block_size=2048, micro_batch_size=16, warmup=100,
-                  lr=4e-4, min_lr=4e-4, eval_seqs=64),
-    # the 1B target: cosine from 4e-4 to 1e-5, 25,000 steps x 512 x 2048 = 25B tokens
-    "train": dict(steps=25000, batch_size=512, block_size=2048, micro_batch_size=16, warmup=1000,
-                  lr=4e-4, min_lr=1e-5, eval_seqs=64),
-}
-TINY_RECIPES = {
-    # sized so that `--stage all` on the embedded corpus takes minutes on 2 CPU cores (README)
-    "proxy": dict(steps=20, batch_size=16, block_size=128, micro_batch_size=16, warmup=5,
-                  lr=2e-3, min_lr=2e-3, eval_seqs=16),
-    "train": dict(steps=300, batch_size=32, block_size=128, micro_batch_size=32, warmup=30,
-                  lr=2e-3, min_lr=1e-4, eval_seqs=32),
-}
 HPARAMS = ("steps", "batch_size", "block_size", "micro_batch_size", "warmup", "lr", "min_lr", "eval_seqs")
 
 
@@ -56,18 +39,13 @@ class Hparams:
 
 
 def hparams(args, stage):
-    table = (TINY_RECIPES if args.model == "tiny" else RECIPES)[stage]
+    table = recipe(args.model)[stage]  # the preset's recipe (presets.py); each flag given overrides it
     dtype = args.dtype if args.dtype != "auto" else "bfloat16" if pick_device(args.device).type == "cuda" else "float32"
     h = Hparams(model=args.model, weight_decay=args.weight_decay, grad_clip=args.grad_clip, seed=args.seed, dtype=dtype,
                 **{k: getattr(args, k) if getattr(args, k) is not None else table[k] for k in HPARAMS})
     if h.batch_size % h.micro_batch_size:  # fail before any work; train_run checks again with the ranks
         raise DataError(f"--batch-size {h.batch_size} must be a multiple of --micro-batch-size {h.micro_batch_size}")
     return h
-
-
-def print0(*a, **k):
-    if int(os.environ.get("RANK", 0)) == 0:
-        print(*a, **k, flush=True)
 
 
 # -----------------------------------------------------------------------------
@@ -180,10 +158,7 @@ def train_run(h, domains, weights, device, models, opts=None, ddp=False, progres
     step. Returns a dict with 'losses', 'tokens', 'seconds', 'failed'."""
     o = opts or RunOptions()
     rank, world = (dist.get_rank(), dist.get_world_size()) if ddp else (0, 1)
-    accum = h.batch_size // (h.micro_batch_size * world)
-    if accum < 1 or h.batch_size % (h.micro_batch_size * world):
-        raise DataError(f"--batch-size {h.batch_size} must be a multiple of --micro-batch-size x ranks "
-                        f"({h.micro_batch_size} x {world})")
+    accum = micro_steps(h, world)
     raw, model = models
     torch.manual_seed(h.seed)  # every proxy starts from the same weights: only the mixture differs
     raw.reset_parameters()
@@ -195,13 +170,9 @@ def train_run(h, domains, weights, device, models, opts=None, ddp=False, progres
     if ddp:
         model = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
     amp = autocast(device, h)
-    tokens_per_step = h.batch_size * h.block_size  # all ranks together
-    log = open(o.log_path, "a") if o.log_path and rank == 0 else None
-    t0 = t_log = time.time()
-    t_first, first_step = None, step
-    logged, failed = step, ""
+    log = Log(o, h, raw, opt, batches, device, ddp, world, step, progress, windows, amp)
     x, y = batches.next()
-    while step < h.steps and not failed:
+    while step < h.steps and not log.failed:
         lr = get_lr(step, h)
         for g in opt.param_groups:
             g["lr"] = lr
@@ -219,37 +190,78 @@ def train_run(h, domains, weights, device, models, opts=None, ddp=False, progres
         opt.step()
         opt.zero_grad(set_to_none=True)
         step += 1
-        if t_first is None:  # start-up (compilation, autotuning) ends with the first step
-            t_first, first_step = synchronized_time(device), step
+        log.after_step(step, total, lr, data_state)  # logging, checkpoints, evaluation: where asked
+    log.stop()
+    return log.result(step, None if log.failed else evaluate(raw, windows, h, device, amp))
+
+
+def micro_steps(h, world):
+    """Gradient accumulation: forward passes per optimizer step on each rank."""
+    accum = h.batch_size // (h.micro_batch_size * world)
+    if accum < 1 or h.batch_size % (h.micro_batch_size * world):
+        raise DataError(f"--batch-size {h.batch_size} must be a multiple of --micro-batch-size x ranks "
+                        f"({h.micro_batch_size} x {world})")
+    return accum
+
+
+class Log:
+    """What train_run does between steps besides training: the log line (tokens/s, MFU), checkpoints
+    and evaluations where RunOptions ask for them, the stop at a non-finite loss, and the timing of
+    the steady state apart from start-up (compilation, autotuning: the first step)."""
+
+    def __init__(self, o, h, raw, opt, batches, device, ddp, world, step, progress, windows, amp):
+        self.o, self.h, self.raw, self.opt, self.batches, self.device = o, h, raw, opt, batches, device
+        self.ddp, self.world, self.progress, self.windows, self.amp = ddp, world, progress, windows, amp
+        self.file = open(o.log_path, "a") if o.log_path and (not ddp or dist.get_rank() == 0) else None
+        self.t0 = self.t_log = time.time()
+        self.t_first, self.first_step = None, step
+        self.logged, self.failed = step, ""
+        self.tokens_per_step = h.batch_size * h.block_size  # all ranks together
+
+    def after_step(self, step, total, lr, data_state):
+        o, h = self.o, self.h
+        if self.t_first is None:  # start-up (compilation, autotuning) ends with the first step
+            self.t_first, self.first_step = synchronized_time(self.device), step
         checkpoint = o.ckpt_path and o.ckpt_every and (step % o.ckpt_every == 0 or step == h.steps)
         evaluation = o.eval_every and step % o.eval_every == 0 and step < h.steps
-        if step % o.log_every == 0 or step == h.steps or checkpoint or evaluation:
-            loss_now = mean_over_ranks(total, ddp, world)
-            if not math.isfinite(loss_now):
-                failed = f"loss {loss_now} at step {step}"
-                continue  # the loop ends here, on every rank at once
-            tps = (step - logged) * tokens_per_step / (time.time() - t_log)
-            mfu = raw.estimate_mfu(tps / world, device, o.peak_flops)  # one device's share against its peak
-            if log:
-                log.write(f"{step},{loss_now:.6f},{lr:.3e},{tps:.0f},{'' if mfu is None else f'{mfu:.4f}'}\n")
-                log.flush()
-            if progress:
-                progress(step, loss_now, lr, tps, mfu)
-            if checkpoint:
-                save_checkpoint(o.ckpt_path, h, raw, opt, batches.p, step, data_state, ddp)
-            if evaluation:
-                print0(f"step {step}: val " + " ".join(f"{d} {v:.4f}" for d, v in evaluate(raw, windows, h, device, amp).items()))
-            t_log, logged = time.time(), step  # the next interval's speed excludes checkpoints and evaluation
-    if log:
-        log.close()
-    t_end = synchronized_time(device)
-    losses = {d: float("nan") for d in domains.names} if failed else evaluate(raw, windows, h, device, amp)
-    if not failed and not all(math.isfinite(v) for v in losses.values()):
-        failed = "non-finite validation loss"
-    # steady state: the steps after the first, so that layouts and machines compare without start-up
-    steady = (step - first_step) * tokens_per_step / (t_end - t_first) if t_first and step > first_step else None
-    return dict(losses=losses, tokens=step * tokens_per_step, seconds=time.time() - t0, failed=failed,
-                startup_seconds=None if t_first is None else t_first - t0, train_tokens_per_s=steady)
+        if not (step % o.log_every == 0 or step == h.steps or checkpoint or evaluation):
+            return
+        loss_now = mean_over_ranks(total, self.ddp, self.world)
+        if not math.isfinite(loss_now):
+            self.failed = f"loss {loss_now} at step {step}"  # the loop ends here, on every rank at once
+            return
+        tps = (step - self.logged) * self.tokens_per_step / (time.time() - self.t_log)
+        mfu = self.raw.estimate_mfu(tps / self.world, self.device, o.peak_flops)  # one device's share against its peak
+        if self.file:
+            self.file.write(f"{step},{loss_now:.6f},{lr:.3e},{tps:.0f},{'' if mfu is None else f'{mfu:.4f}'}\n")
+            self.file.flush()
+        if self.progress:
+            self.progress(step, loss_now, lr, tps, mfu)
+        if checkpoint:
+            save_checkpoint(o.ckpt_path, h, self.raw, self.opt, self.batches.p, step, data_state, self.ddp)
+        if evaluation:
+            losses = evaluate(self.raw, self.windows, h, self.device, self.amp)
+            print0(f"step {step}: val " + " ".join(f"{d} {v:.4f}" for d, v in losses.items()))
+        self.t_log, self.logged = time.time(), step  # the next interval's speed excludes checkpoints and evaluation
+
+    def stop(self):
+        """Training is over: the log file closed, the clock read before the final evaluation."""
+        if self.file:
+            self.file.close()
+        self.t_end = synchronized_time(self.device)
+
+    def result(self, step, losses):
+        """train_run's result: the final losses (NaN where the run failed) and its timings."""
+        failed, t_end = self.failed, self.t_end
+        if losses is None:
+            losses = {d: float("nan") for d in self.windows}
+        elif not all(math.isfinite(v) for v in losses.values()):
+            failed = "non-finite validation loss"
+        # steady state: the steps after the first, so that layouts and machines compare without start-up
+        t_first, first = self.t_first, self.first_step
+        steady = (step - first) * self.tokens_per_step / (t_end - t_first) if t_first and step > first else None
+        return dict(losses=losses, tokens=step * self.tokens_per_step, seconds=time.time() - self.t0, failed=failed,
+                    startup_seconds=None if t_first is None else t_first - self.t0, train_tokens_per_s=steady)
 
 
 def synchronized_time(device):

@@ -12,7 +12,7 @@ simulate does; its regret is the oracle's loss there minus the best oracle loss 
 --reference. Every strategy of a seed starts from the same first-round mixtures.
 
     one-shot   all runs drawn at once, as the paper (mixtures.sample_mixtures)
-    thompson   the first half drawn so, then each round's mixtures proposed by search.propose:
+    thompson   the first half drawn so, then each round's mixtures proposed by proposals.propose:
                each the best candidate of its own bootstrap refit (Thompson sampling), as --next
                proposes (within 15x the prior; with --proxy-range also within the proxy range)
     naive      the same rounds, each mixture picked at random among the top 100 (round 2) or top
@@ -38,6 +38,7 @@ import mixtures  # noqa: E402
 import regression  # noqa: E402
 import search  # noqa: E402
 import regressors  # noqa: E402
+import proposals  # noqa: E402
 
 p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
 p.add_argument("--seeds", type=int, default=20, help="independent repetitions (first rounds, noise, candidates)")
@@ -79,16 +80,16 @@ prior /= prior.sum()
 t0 = time.perf_counter()
 with regressors.one_blas_thread():
     oracle = regressors.fit(oracle_name, X0, y0, 20)
-CAP = search.availability(prior)
+CAP = mixtures.availability(prior)
 
 
 def reference(kind):
     """The best oracle loss to measure regret from."""
     rng = np.random.default_rng(0)
     if kind == "dirichlet":
-        pool = search.dirichlet(prior, rng, 300_000)
+        pool = mixtures.dirichlet(prior, rng, 300_000)
         return oracle.predict(pool[(pool <= CAP).all(1)]).min()
-    pool = np.vstack([search.dirichlet(c * prior, rng, 100_000) for c in (1, 4, 16, 64)])
+    pool = np.vstack([mixtures.dirichlet(c * prior, rng, 100_000) for c in (1, 4, 16, 64)])
     pool = pool[(pool <= CAP + 1e-12).all(1)]
     scores = oracle.predict(pool)
     starts = pool[np.argsort(scores)[:20]]
@@ -122,26 +123,26 @@ def fit(X, y):
 def candidates(X, rng, n=100_000, proxy_range=True):
     """Dirichlet(prior) mixtures within 15x the prior and, as simulate (and --next without
     --extrapolate) draws them, within the largest weight any run so far gave each domain."""
-    c = search.dirichlet(prior, rng, n)
-    cap = np.minimum(search.availability(prior), X.max(0) if proxy_range else 1.0)
+    c = mixtures.dirichlet(prior, rng, n)
+    cap = np.minimum(mixtures.availability(prior), X.max(0) if proxy_range else 1.0)
     return c[(c <= cap + 1e-12).all(1)]
 
 
 def thompson(X, y, m, rng, r):
-    return search.propose("ensemble", X, y, regressors.leaf_size(len(y)), candidates(X, rng, proxy_range=args.proxy_range),
+    return proposals.propose("ensemble", X, y, regressors.leaf_size(len(y)), candidates(X, rng, proxy_range=args.proxy_range),
                               m, int(rng.integers(1 << 31)), X)
 
 
 def naive(X, y, m, rng, r):
     c = candidates(X, rng, proxy_range=args.proxy_range)
     top = c[np.argsort(fit(X, y).predict(c))[:100 if r == 2 else 50]]
-    return search.on_grid(top[rng.choice(len(top), m, replace=False)])
+    return mixtures.on_grid(top[rng.choice(len(top), m, replace=False)])
 
 
 def ucb(X, y, m, rng, r, refits=10):
     c = candidates(X, rng, 50_000, proxy_range=args.proxy_range)
     P = np.array([fit(X[i], y[i]).predict(c) for i in (rng.integers(0, len(y), len(y)) for _ in range(refits))])
-    return search.on_grid(c[np.argsort(P.mean(0) - P.std(0))[:m]])
+    return mixtures.on_grid(c[np.argsort(P.mean(0) - P.std(0))[:m]])
 
 
 def explore(X, y, m, rng, r):

@@ -27,8 +27,8 @@ import numpy as np
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 import regression  # noqa: E402
-import search  # noqa: E402
 import regressors  # noqa: E402
+import mixtures  # noqa: E402
 
 p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
 p.add_argument("--samples", type=int, default=1_000_000, help="candidate mixtures")
@@ -48,7 +48,7 @@ forest.predict(X[:10])
 t_setup = time.perf_counter() - t0
 
 t0 = time.perf_counter()
-cand = search.dirichlet(prior / prior.sum(), np.random.default_rng(0), args.samples)
+cand = mixtures.dirichlet(prior / prior.sum(), np.random.default_rng(0), args.samples)
 scores = forest.predict(cand)
 weights = cand[np.argsort(scores, kind="stable")[:args.top_k]].mean(0)
 t_sim = time.perf_counter() - t0

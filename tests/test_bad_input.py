@@ -12,7 +12,8 @@ import corpora
 import prepare
 import regmix
 import regression
-import search
+import mixtures
+import constraints
 from data import DataError
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -174,7 +175,7 @@ def test_a_mixtures_csv_with_a_byte_order_mark_is_read(corpus_dir, tmp_path):
     from data import open_domains
     path = tmp_path / "mixtures.csv"
     path.write_text("\ufeffrun,weight.alpha,weight.beta,weight.gamma\n0,0.5,0.5,0\n1,0,0,1\n", encoding="utf-8")
-    rows = regmix.check_mixtures(str(path), open_domains(corpus_dir))
+    rows = mixtures.check_mixtures(str(path), open_domains(corpus_dir))
     assert [r["run"] for r in rows] == ["0", "1"]
 
 
@@ -231,8 +232,8 @@ def test_a_token_budget_the_data_cannot_supply(small_fit):
     prior = np.array([0.3, 0.3, 0.4])
     X = np.array([[0.5, 0.3, 0.2]])
     with pytest.raises(DataError, match="lower --target-tokens or raise --max-epochs"):
-        search.caps(prior, X, target_tokens=10_000, max_epochs=2, train_tokens=np.array([1000.0, 1000, 1000]))
-    limits = search.caps(prior, X, target_tokens=3000, max_epochs=2, train_tokens=np.array([1000.0, 1000, 1000]))
+        constraints.caps(prior, X, target_tokens=10_000, max_epochs=2, train_tokens=np.array([1000.0, 1000, 1000]))
+    limits = constraints.caps(prior, X, target_tokens=3000, max_epochs=2, train_tokens=np.array([1000.0, 1000, 1000]))
     assert np.allclose(limits["token budget (2 epochs of 3,000 tokens)"], 2 / 3)
 
 

@@ -21,6 +21,7 @@ import data
 import prepare
 import regmix
 import train
+import sweep
 from data import open_domains, val_windows
 from model import GPT, config_for
 
@@ -212,8 +213,8 @@ def test_cpu_layout_defaults_and_user_threads(monkeypatch):
     cpu = torch.device("cpu")
     cores = len(os.sched_getaffinity(0))
     monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
-    assert regmix.cpu_layout(args, cpu, ddp=False) == (cores, 1 if cores > 1 else torch.get_num_threads())
+    assert sweep.cpu_layout(args, cpu, ddp=False) == (cores, 1 if cores > 1 else torch.get_num_threads())
     monkeypatch.setenv("OMP_NUM_THREADS", str(cores))  # the user's threads per process win
-    assert regmix.cpu_layout(args, cpu, ddp=False) == (1, cores)
-    assert regmix.cpu_layout(argparse.Namespace(workers=3), cpu, ddp=False) == (3, cores)
-    assert regmix.cpu_layout(args, cpu, ddp=True)[0] == 1  # torchrun ranks are the processes
+    assert sweep.cpu_layout(args, cpu, ddp=False) == (1, cores)
+    assert sweep.cpu_layout(argparse.Namespace(workers=3), cpu, ddp=False) == (3, cores)
+    assert sweep.cpu_layout(args, cpu, ddp=True)[0] == 1  # torchrun ranks are the processes

@@ -8,8 +8,9 @@ import pytest
 
 import regmix
 import regression
-import search
 import regressors
+import mixtures
+import constraints
 
 DATA = os.path.join(os.path.dirname(__file__), "data")
 RATIOS, METRICS = (os.path.join(DATA, f"olmix_dclm_{k}_40.csv") for k in ("ratios", "metrics"))
@@ -129,16 +130,16 @@ def test_candidates_concentrate_only_where_the_caps_reject_most():
     p = json.load(open(os.path.join(DATA, "paper_prior.json")))
     p = np.array([p[d] for d in res.domains])
     p /= p.sum()
-    cap = np.minimum(search.availability(p), res.X.max(0))
-    c, share = search.concentration(p, cap, rng)
+    cap = np.minimum(mixtures.availability(p), res.X.max(0))
+    c, share = constraints.concentration(p, cap, rng)
     assert c == 1 and share > 0.5  # the paper's 17 domains: the notebook's Dirichlet(prior), unchanged
     flat, tight = np.full(64, 1 / 64), np.full(64, 0.1)  # 64 domains, none above 0.1
-    c, share = search.concentration(flat, tight, rng)
+    c, share = constraints.concentration(flat, tight, rng)
     assert share < 0.05 and c > 1
-    draws = search.dirichlet(c * flat, rng, 20_000)
-    assert (draws <= tight).all(1).mean() >= 0.5 and (search.dirichlet(c / 2 * flat, rng, 20_000) <= tight).all(1).mean() < 0.5
+    draws = mixtures.dirichlet(c * flat, rng, 20_000)
+    assert (draws <= tight).all(1).mean() >= 0.5 and (mixtures.dirichlet(c / 2 * flat, rng, 20_000) <= tight).all(1).mean() < 0.5
     # a prior outside the caps: concentrating on it helps only so far
-    c, _ = search.concentration(np.array([0.5, 0.25, 0.25]), np.array([0.4, 1.0, 1.0]), rng)
+    c, _ = constraints.concentration(np.array([0.5, 0.25, 0.25]), np.array([0.4, 1.0, 1.0]), rng)
     assert c < 1024
 
 

@@ -367,6 +367,20 @@ def test_fit_and_simulate_never_import_torch_sklearn_or_pandas(tmp_path):
     assert json.load(open(tmp_path / "mixture.json"))["regressor"] == "lightgbm"  # LightGBM was imported
 
 
-def test_the_model_names_of_the_command_line_are_the_presets():
+def test_a_preset_added_in_presets_py_gets_its_recipe_everywhere(monkeypatch):
+    """A fork's new proxy size is one line of presets.py: the command line takes it, and it trains
+    by the recipe it names (the CPU one here), not the paper's 512 mixtures x 1000 steps x 512 x 2048."""
+    import mixtures
+    import presets
+    import train
+    monkeypatch.setitem(presets.PRESETS, "tiny-deep", dict(presets.PRESETS["tiny"], n_layer=4))
+    args = regmix.get_args(["--stage", "proxy", "--model", "tiny-deep"])
+    assert train.hparams(args, "proxy").steps == presets.RECIPES["cpu"]["proxy"]["steps"]
+    assert train.hparams(args, "train").batch_size == presets.RECIPES["cpu"]["train"]["batch_size"]
+    assert mixtures.n_mixtures(None, "tiny-deep") == presets.RECIPES["cpu"]["n_mixtures"] < 512
+    assert model_layers("tiny-deep") == 4
+
+
+def model_layers(preset):
     import model
-    assert regmix.MODELS == tuple(model.PRESETS)
+    return model.config_for(preset, 4096).n_layer

@@ -9,7 +9,8 @@ import pytest
 import mixtures
 import regmix
 import regression
-import search
+import sweep
+import proposals
 from data import DataError
 
 DATA = os.path.join(os.path.dirname(__file__), "data")
@@ -47,18 +48,18 @@ def test_a_proposal_never_repeats_a_run_or_another_proposal():
     # first must fall back to the next best candidate
     rng = np.random.default_rng(0)
     c = np.array([1.0, 2.0, 3.0, 4.0])
-    X = search.on_grid(rng.dirichlet(np.ones(4), 30))
-    cand = search.on_grid(rng.dirichlet(np.ones(4), 2000))
+    X = mixtures.on_grid(rng.dirichlet(np.ones(4), 30))
+    cand = mixtures.on_grid(rng.dirichlet(np.ones(4), 2000))
     order = cand[np.argsort(cand @ c, kind="stable")]
     taken = np.vstack([X, order[:1]])  # the very best candidate is already a run
-    p = search.propose("linear", X, X @ c, None, cand, 6, 1, taken)
+    p = proposals.propose("linear", X, X @ c, None, cand, 6, 1, taken)
     assert p.shape == (6, 4) and np.allclose(p.sum(1), 1)
     assert np.allclose(p, order[1:7], atol=1e-3)  # each put on the grid again
     assert not any(np.allclose(w, t) for w in p for t in taken)
-    assert np.array_equal(p, search.propose("linear", X, X @ c, None, cand, 6, 1, taken))  # a seed, the same
+    assert np.array_equal(p, proposals.propose("linear", X, X @ c, None, cand, 6, 1, taken))  # a seed, the same
     # candidates that are all runs already: an error, not a repeat
     with pytest.raises(DataError, match="every one of the 5 candidates repeats a run"):
-        search.propose("linear", X, X @ c, None, X[:5], 2, 1, X)
+        proposals.propose("linear", X, X @ c, None, X[:5], 2, 1, X)
 
 
 def test_next_from_results_elsewhere_without_data(tmp_path, capsys):
@@ -119,14 +120,14 @@ def test_rounds_in_stage_all_resume_mid_round_and_next_by_shards(corpus_dir, tmp
 
     # killed in round 2: two of its runs never finished; the rerun trains those two and proposes nothing new
     for run in (15, 19):
-        os.remove(regmix.run_file(out, run))
+        os.remove(sweep.run_file(out, run))
     res = [r for r in rows(os.path.join(out, "results.csv")) if r["run"] not in ("15", "19")]
-    regmix.write_csv(os.path.join(out, "results.csv"), res, list(res[0]))
-    kept = os.path.getmtime(regmix.run_file(out, 16))
+    sweep.write_csv(os.path.join(out, "results.csv"), res, list(res[0]))
+    kept = os.path.getmtime(sweep.run_file(out, 16))
     regmix.main(cmd)
     assert rows(os.path.join(out, "mixtures.csv")) == mix
-    assert os.path.getmtime(regmix.run_file(out, 16)) == kept
-    assert os.path.exists(regmix.run_file(out, 15)) and os.path.exists(regmix.run_file(out, 19))
+    assert os.path.getmtime(sweep.run_file(out, 16)) == kept
+    assert os.path.exists(sweep.run_file(out, 15)) and os.path.exists(sweep.run_file(out, 19))
     assert "round 2 of 2" not in capsys.readouterr().out
 
     # by hand: a third round, trained by two shards of a job array

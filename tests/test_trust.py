@@ -10,6 +10,7 @@ import regmix
 import regression
 import search
 import regressors
+import constraints
 from results import Results
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -149,7 +150,7 @@ def test_the_search_is_callable_with_values_alone(tmp_path):
     regmix.main(["--stage", "fit", "--results", path, "--out", str(tmp_path), "--target", "m0", "--regressor", "linear"])
     with ThreadPoolExecutor(1) as pool:
         mix = search.simulate(str(tmp_path), None, search.Search(samples=5000, bootstrap=0),
-                                  search.Constraints(prior="uniform"), pool)
+                                  constraints.Constraints(prior="uniform"), pool)
     assert mix["weights"]["d1"] > 0.5 and mix["regressor"] == "linear"  # the loss falls with d1
-    prior, caps, cap = search.search_space(["d0", "d1", "d2"], X, None, search.Constraints(prior="uniform"))
+    prior, caps, cap = constraints.search_space(["d0", "d1", "d2"], X, None, constraints.Constraints(prior="uniform"))
     assert np.allclose(prior, 1 / 3) and set(caps) == {"availability (15 x prior)", "proxy range"}
