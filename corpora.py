@@ -9,7 +9,8 @@ Readers of corpora: every source yields (domain, text, where) documents, `where`
 
 Formats, all streamed with bounded memory whatever the file size:
 
-    *.txt                                   one document per file
+    any other file (*.txt, *.md, a CHANGELOG) one document per file, its text (plain, .gz, .zst);
+                                            binary files are skipped
     *.jsonl, *.jsonl.gz, *.json.gz,          one JSON object per line (Dolma, RedPajama-V2,
     *.jsonl.zst, *.json.zst                  SlimPajama, The Pile)
     *.parquet                               row group by row group, only the needed columns (FineWeb)
@@ -31,7 +32,6 @@ import zlib
 from data import DataError
 
 RECORD_SUFFIXES = (".jsonl", ".jsonl.gz", ".json.gz", ".jsonl.zst", ".json.zst", ".parquet", ".arrow")
-DOC_SUFFIXES = (".txt",) + RECORD_SUFFIXES
 
 
 def slug(name):
@@ -200,10 +200,22 @@ def records(path, skips, keys):
 
 
 def texts(path, skips, text_key):
-    """(where, text) of each usable document of one file of a domain folder."""
-    if path.endswith(".txt"):
-        with open(path, encoding="utf-8", errors="replace") as f:
-            yield path, f.read()
+    """(where, text) of each usable document of one file of a domain folder: a record file's
+    records; any other file is one document, its whole text (plain, .gz or .zst), unless it is
+    binary (a NUL byte in its first 8 KiB: an image, an archive), which is skipped and counted."""
+    if not path.endswith(RECORD_SUFFIXES):
+        decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        parts = []
+        try:
+            for chunk in byte_chunks(path):
+                if not parts and b"\0" in chunk[:8192]:
+                    skips.add(path, "a binary file, not text")
+                    return
+                parts.append(decoder.decode(chunk))
+        except (EOFError, gzip.BadGzipFile, zlib.error, OSError) as e:
+            skips.add(path, f"cannot decompress it: {e}")
+            return
+        yield path, "".join(parts) + decoder.decode(b"", final=True)
         return
     for where, obj in records(path, skips, [(text_key, "--text-key")]):
         text = lookup(obj, text_key)
@@ -250,13 +262,13 @@ def folder_docs(root, skips, text_key="text"):
         if os.path.isdir(full):
             domain, n = entry, 0
             for path in sorted(glob.glob(os.path.join(full, "**", "*"), recursive=True)):
-                if path.endswith(DOC_SUFFIXES):
+                if os.path.isfile(path):
                     for where, text in texts(path, skips, text_key):
                         n += 1
                         yield domain, text, where
             if n == 0:
-                print(f"warning: {full} holds no documents ({', '.join('*' + s for s in DOC_SUFFIXES)}), left out",
-                      file=sys.stderr)
+                print(f"warning: {full} holds no documents (text files, or records: "
+                      f"{', '.join('*' + s for s in RECORD_SUFFIXES)}), left out", file=sys.stderr)
         elif entry.endswith(RECORD_SUFFIXES):
             domain = next(entry[:-len(s)] for s in RECORD_SUFFIXES if entry.endswith(s))
             for where, text in texts(full, skips, text_key):

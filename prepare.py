@@ -152,6 +152,30 @@ class HFTokenizer:
                     sha256=self.sha256, vocab_size=self.vocab_size, eot=self.eot, eot_token=self.eot_token)
 
 
+SMALL_CORPUS = 200 * 10**6  # bytes of text; below it GPT-2's BPE is cut to SMALL_VOCAB ids
+SMALL_VOCAB = 4096
+COMPRESSION = 4  # a compressed file's text is about this many times its size on disk (zstd, gzip, parquet)
+
+
+def vocab_for(folder, files):
+    """GPT-2's vocabulary size for a corpus, from its size (no --vocab-size given), said in one line.
+    A corpus of 200 MB is ~50M tokens, a thousand per id of GPT-2's 50,257: below that most ids stay
+    barely trained, and the output layer that scores all of them is most of a small proxy's cost
+    (docs/prepare.md); 4,096 ids keep the common merges."""
+    paths = files or [os.path.join(d, f) for d, _, names in os.walk(folder or ".") for f in names]
+    size = sum(os.path.getsize(p) * (COMPRESSION if p.endswith((".gz", ".zst", ".parquet", ".arrow")) else 1)
+               for p in paths if os.path.isfile(p))
+    if size >= SMALL_CORPUS:
+        print(f"vocabulary: GPT-2's full {GPT2_VOCAB:,} ids (a corpus of about {size / 1e6:,.0f} MB of text); "
+              f"--vocab-size N cuts it")
+        return GPT2_VOCAB
+    print(f"vocabulary: GPT-2's BPE cut to {SMALL_VOCAB:,} ids, chosen for a small corpus (about {size / 1e6:,.1f} MB "
+          f"of text, under {SMALL_CORPUS / 1e6:.0f} MB: GPT-2's {GPT2_VOCAB:,} ids would see few tokens each and make "
+          f"the proxies' output layer {GPT2_VOCAB // SMALL_VOCAB}x larger, the tiny preset several times slower on a "
+          f"CPU); --vocab-size {GPT2_VOCAB} keeps the full vocabulary")
+    return SMALL_VOCAB
+
+
 def get_tokenizer(spec="gpt2", vocab_size=None, eot_token=None, threads=None):
     """--tokenizer gpt2 (optionally truncated to --vocab-size) or --tokenizer PATH/tokenizer.json."""
     if spec == "gpt2":
@@ -332,8 +356,9 @@ def main(argv=None):
     src.add_argument("--shards", nargs="+", metavar="FILE",
                      help="shards whose records name their own domain at --domain-key (*.jsonl[.gz|.zst], *.json.gz, "
                           "*.json.zst, *.parquet, *.arrow)")
-    src.add_argument("--input", metavar="DIR", help="a folder of domains: each subfolder (files *.txt, *.jsonl[.gz|.zst], "
-                     "*.json.gz, *.json.zst, *.parquet, *.arrow) or top-level record file NAME.<format> is one domain")
+    src.add_argument("--input", metavar="DIR", help="a folder of domains: each subfolder (any text files, one document "
+                     "each, and record files *.jsonl[.gz|.zst], *.json.gz, *.json.zst, *.parquet, *.arrow) or top-level "
+                     "record file NAME.<format> is one domain")
     p.add_argument("--domain-key", default=None, metavar="KEY",
                    help="with --shards: the record's domain, a dotted path (source, meta.redpajama_set_name)")
     p.add_argument("--text-key", default="text", metavar="KEY", help="the record's text, a dotted path (default: text; e.g. content)")
@@ -348,8 +373,9 @@ def main(argv=None):
                    help="end-of-document token of a tokenizer.json (default: eos_token of the tokenizer_config.json "
                         "beside it, else <|endoftext|>, <|end_of_text|>, </s> or <eos> if it has one)")
     p.add_argument("--vocab-size", type=int, default=None,
-                   help="gpt2 only: truncate GPT-2's BPE to N ids (default: 4096 for the embedded corpus, which keeps "
-                        "CPU proxies fast; 50257, the full GPT-2 vocabulary, otherwise)")
+                   help="gpt2 only: truncate GPT-2's BPE to N ids (default: 4096 for the embedded corpus and for any "
+                        "corpus under 200 MB of text, which keeps CPU proxies fast; 50257, GPT-2's full vocabulary, "
+                        "for larger ones; the choice is printed)")
     p.add_argument("--val-fraction", type=float, default=0.1, help="share of documents held out for validation, by hash "
                    "(up to --val-max-tokens per domain)")
     p.add_argument("--val-max-tokens", type=int, default=2**21, help="cap on a domain's validation tokens; the rest trains")
@@ -382,7 +408,9 @@ def main(argv=None):
         p.error(f"--cluster-sample {args.cluster_sample}: at least 1 (the documents k-means is fitted on)")
     if bool(args.shards) != bool(args.domain_key) and not (clustered and args.shards):
         p.error("--shards and --domain-key go together (--pile needs neither; with --cluster K, --shards need no key)")
-    vocab = args.vocab_size or (4096 if embedded and args.tokenizer == "gpt2" else None)
+    vocab = args.vocab_size or (SMALL_VOCAB if embedded and args.tokenizer == "gpt2" else None)
+    if vocab is None and args.tokenizer == "gpt2":
+        vocab = vocab_for(args.input, args.pile or args.shards or [])
     eval_only = set(slug(n) for n in args.eval_only) | ({"numpy_docs"} if embedded else set())
     skips = Skips()
     t0 = time.time()

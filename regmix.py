@@ -59,11 +59,10 @@ def stage_proxy(args, domains):
     h = hparams(args, "proxy")
     check_block_size(domains, h.block_size)
     device = pick_device(args.device)
-    mine, label = sweep.plan(args, domains, h, device)
+    spec, tw = regression.target_weights(args.target, domains.names, domains.trainable, args.data)
+    mine, label = sweep.plan(args, domains, h, device, spec)
     if mine is None:  # worker processes trained them
         return
-    _, tw = regression.target_weights(args.target, domains.names, domains.trainable, args.data)
-    tw = tw or {domains.names[0]: 1.0}
     track = tracker(args.wandb, args.out, f"proxies-{label.replace(' ', '-').replace('/', '-of-')}", asdict(h),
                     rank_zero_only=False)
     models = build_model(h, domains, device, use_compile(args, device), args.head) if mine else None
@@ -73,7 +72,7 @@ def stage_proxy(args, domains):
         r = train_run(h, domains, weights, device, models, RunOptions(log_every=h.steps))  # the loss is read once, at the end
         sweep.save_run(args.out, m, h, r, domains.trainable, models[0] if args.proxy_ckpt else None)
         sweep.collect(args.out, domains)
-        msg = f"run {m['run']}: " + (f"FAILED ({r['failed']})" if r["failed"] else f"target {sweep.target_loss(r['losses'], tw):.4f}")
+        msg = f"run {m['run']}: " + (f"FAILED ({r['failed']})" if r["failed"] else sweep.loss_line(r["losses"], tw))
         tps = r["train_tokens_per_s"] or r["tokens"] / r["seconds"]
         bar.set_postfix_str(f"last {msg}, {tps:,.0f} tok/s")
         startup = "" if r["startup_seconds"] is None else f" (start-up and first step {r['startup_seconds']:.1f}s)"
@@ -158,7 +157,8 @@ def summary(args):
         print(f"stability: {conf['bootstrap']} bootstrap refits move the mixture by {conf['mean_abs_change']:.3f} "
               "on average (total variation; 0 = the same, 1 = disjoint)")
     print(f"files: {args.out}/results.csv, fit.json, fit.png, mixture.json, mixture.png")
-    print(f"next: python regmix.py --stage compare --model {args.model} --out {args.out}  "
+    data = "" if args.data == DEFAULT_DATA else f" --data {args.data}"
+    print(f"next: python regmix.py --stage compare --model {args.model}{data} --out {args.out}  "
           "(trains on the chosen and the natural mixture and measures both)")
 
 

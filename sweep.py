@@ -22,7 +22,7 @@ from data import DataError, atomic_write_json, make_dir, print0, read_csv, usabl
 from mixtures import check_mixtures, stage_mixtures
 
 
-def plan(args, domains, h, device):
+def plan(args, domains, h, device, target=None):
     """The mixtures this process trains itself (and a label for its lines), after making OUT ready:
     mixtures.csv written if absent, the runs already done left out, this shard's and rank's share
     taken. None where worker processes were started for them (and have finished)."""
@@ -50,7 +50,8 @@ def plan(args, domains, h, device):
     print0(f"proxy sweep: {len(mixtures)} mixtures, {len(done)} done, {len(mine)} to run here, model {h.model}, "
            f"{h.steps} steps x {h.batch_size} x {h.block_size} tokens, device {device}, "
            + (f"{world} rank(s)" if ddp else f"{min(workers, len(mine))} process(es) x {threads} thread(s)" if mine
-              else "nothing to train"))
+              else "nothing to train") + (f", target {target}" if target else
+                                          "; no --target: every domain's loss is recorded, fit will ask which to minimise"))
     if workers > 1 and len(mine) > 1:
         run_workers(args, min(workers, len(mine)), threads, index, count)
         finish(args, domains, ddp=False)
@@ -175,6 +176,13 @@ def die_with_parent():
 def target_loss(losses, tw):
     """The target's loss: the weighted mean of its domains' losses (see regression.target_weights)."""
     return sum(w * losses[d] for d, w in tw.items())
+
+
+def loss_line(losses, tw):
+    """A finished run in one phrase: the target's loss, or (no --target) the mean of every domain's."""
+    if tw is None:
+        return f"mean loss {sum(losses.values()) / len(losses):.4f} over {len(losses)} domains"
+    return f"target {target_loss(losses, tw):.4f}"
 
 
 def run_file(out, run, ext=".json"):
