@@ -56,3 +56,27 @@ def test_the_readme_is_short_and_starts_with_the_two_commands():
     assert lines[3] == "pip install -r requirements.txt && python prepare.py && python regmix.py --stage all --model tiny"
     assert lines[4] == "pip install -r requirements-dev.txt && python -m pytest -q tests"
     assert "python -m pytest -q tests" in open(os.path.join(ROOT, ".ci", "run")).read()
+
+
+def paper_path():
+    """{(file, name): lines} of every function `file.py: name` that docs/reading.md names before its
+    "Beyond the paper" section (Class.method for a method)."""
+    import ast
+    text = open(os.path.join(ROOT, "docs", "reading.md"), encoding="utf-8").read().split("## Beyond the paper")[0]
+    found = {}
+    for path, name in re.findall(r"`(\w+\.py): ([\w.]+)`", text):
+        node = ast.parse(open(os.path.join(ROOT, path), encoding="utf-8").read())
+        for part in name.split("."):
+            node = next((n for n in ast.iter_child_nodes(node) if isinstance(n, (ast.FunctionDef, ast.ClassDef))
+                         and n.name == part), None)
+            assert node is not None, f"docs/reading.md names {path}: {name}, which does not exist"
+        found[path, name] = node.end_lineno - node.lineno + 1
+    return found
+
+
+def test_the_papers_path_is_short_enough_to_read_in_one_sitting():
+    lines = paper_path()
+    assert ("search.py", "simulate") in lines and ("regression.py", "stage_fit") in lines  # the page was parsed
+    assert sum(lines.values()) <= 700, sum(lines.values())
+    assert max(lines.values()) <= 80, max(lines.items(), key=lambda kv: kv[1])
+    assert lines["search.py", "simulate"] <= 40 and lines["regression.py", "stage_fit"] <= 40
