@@ -14,7 +14,7 @@ import numpy as np
 
 import regression
 import search
-from data import DataError, read_csv, read_mixture, write_csv
+from data import DataError, check_header, read_csv, read_mixture, write_csv
 
 N_MIXTURES = {"paper": 512, "tiny": 64}  # the paper's sweep; tiny: sized for the demo on 2 CPU cores
 DEFAULT_DATA = "data/default"  # regmix.py's --data default
@@ -55,6 +55,7 @@ def check_mixtures(path, domains):
             cols, rows = reader.fieldnames or [], list(reader)
     except (OSError, UnicodeDecodeError, csv.Error) as e:
         raise DataError(f"{path}: cannot read it ({e})") from None
+    check_header(path, cols)
     have = [c[len("weight."):] for c in cols if c.startswith("weight.")]
     missing = [d for d in domains.trainable if d not in have]
     extra = [d for d in have if d not in domains.trainable]

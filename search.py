@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 import regressors
-from data import DataError, atomic_write_json, mixture_vector, read_mixture, usable_cores
+from data import DataError, atomic_write_json, check_finite_sum, mixture_vector, read_mixture, usable_cores
 from regression import (_plt, fitted_for, fitted_results, fitted_target, load_regressor, orient, read_fit,
                         round_color, run_rounds)
 
@@ -55,8 +55,8 @@ def load_prior(path, meta, names, X=None):
         prior, source = meta["prior"], "the data's meta.json"
     elif X is not None:
         p = np.maximum(X.mean(0), 1e-6)  # (a domain no run trained on keeps a sliver)
-        print("prior: none given (no --data folder, no --prior): the runs' mean weights serve as one; "
-              "--prior uniform or --prior FILE chooses another")
+        print("prior: none given (no --prior, no --data folder of the fitted domains): the runs' mean weights serve "
+              "as one; --prior uniform or --prior FILE chooses another")
         return p / p.sum()
     else:
         raise DataError("no prior: pass --prior FILE (JSON domain -> share), --prior uniform, or a --data folder "
@@ -72,6 +72,7 @@ def load_prior(path, meta, names, X=None):
     if not np.all(p > 0) or not np.all(np.isfinite(p)):
         raise DataError(f"{source}: the share of '{names[int(np.argmin(np.nan_to_num(p, nan=-1)))]}' is not a "
                         "positive number")
+    check_finite_sum(p, names, source, "share")
     return p / p.sum()
 
 
