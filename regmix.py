@@ -70,8 +70,29 @@ def collect(out, domains):
             raise DataError(f"{run_path}: cannot read it ({e}); delete it to retrain that run") from None
         rows[int(row["run"])] = row
     rows = [rows[k] for k in sorted(rows)]
+    check_one_setting(path, rows)
     write_csv(path, rows, result_columns(domains))
     return rows
+
+
+def check_one_setting(path, rows):
+    """results.csv holds runs of one setting: a sweep continued with other flags before they were
+    checked (or shards of a job array given other ones) would be fitted as one. The finished runs
+    are compared by their recorded settings (train.run_settings) where both have them, else by
+    their tokens; failed runs stopped early and are left aside."""
+    from train import SETTING_FLAGS
+    done = [r for r in rows if not r.get("failed")]
+    for r in done[1:]:
+        a, b = done[0].get("settings"), r.get("settings")
+        differ = [k for k in a if k in b and a[k] != b[k]] if isinstance(a, dict) and isinstance(b, dict) else []
+        tokens = [str(x.get("tokens", "")) for x in (done[0], r)]
+        if differ or (all(t.isdigit() for t in tokens) and int(tokens[0]) != int(tokens[1])):
+            k = differ[0] if differ else None
+            what = ("other data" if k == "data" else f"{SETTING_FLAGS[k]} {a[k]} and {b[k]}" if k
+                    else f"{int(tokens[0]):,} and {int(tokens[1]):,} tokens")
+            raise DataError(f"{path}: runs {done[0]['run']} and {r['run']} were trained at other settings ({what}); a fit "
+                            "of both would mix them: move the run files of one setting to an --out of their own, "
+                            "and delete this table (--stage collect rebuilds it from the run files)")
 
 
 def check_results_schema(path, domains):
@@ -89,7 +110,7 @@ def stage_proxy(args, domains):
     import torch.distributed as dist
     from tqdm import tqdm
 
-    from train import RunOptions, build_model, hparams, pick_device, print0, tracker, train_run, use_compile
+    from train import RunOptions, build_model, hparams, pick_device, print0, run_settings, tracker, train_run, use_compile
     h = hparams(args, "proxy")
     check_block_size(domains, h.block_size)
     ddp = "WORLD_SIZE" in os.environ and int(os.environ["WORLD_SIZE"]) > 1
@@ -108,6 +129,7 @@ def stage_proxy(args, domains):
     results = os.path.join(args.out, "results.csv")
     done = {int(r["run"]) for r in read_csv(results)} if os.path.exists(results) else set()
     done |= {int(m["run"]) for m in mixtures if os.path.exists(run_file(args.out, m["run"]))}
+    check_finished(args, h, domains, done)
     # this process's runs: run r belongs to shard r mod N (job arrays), split again among the ranks
     index, count = shard(args)
     index, count = index + count * rank, count * world
@@ -135,7 +157,8 @@ def stage_proxy(args, domains):
         row = {"run": int(m["run"]), **{f"weight.{d}": m[f"weight.{d}"] for d in domains.trainable},
                **{f"loss.{d}": f"{v:.6f}" for d, v in r["losses"].items()},
                "seed": h.seed, "tokens": r["tokens"], "seconds": f"{r['seconds']:.1f}", "failed": r["failed"],
-               "startup_seconds": r["startup_seconds"], "train_tokens_per_s": r["train_tokens_per_s"]}
+               "startup_seconds": r["startup_seconds"], "train_tokens_per_s": r["train_tokens_per_s"],
+               "settings": run_settings(h, domains.meta)}  # (what check_finished compares a rerun's flags with)
         if args.proxy_ckpt:  # before the run file: a run counts as done only with its weights saved
             tmp = f"{run_file(args.out, m['run'], '.pt')}.tmp{os.getpid()}"
             torch.save(models[0].checkpoint(), tmp)
@@ -155,6 +178,54 @@ def stage_proxy(args, domains):
     print0(f"{len(rows)} proxy results -> {os.path.join(args.out, 'results.csv')}")
     if ddp:
         dist.destroy_process_group()
+
+
+def finished(out, runs=None):
+    """(where, row) of each finished run of a sweep folder (of `runs`, ids; None: every one): its run
+    file where there is one (which records its settings), else its row of results.csv."""
+    results = os.path.join(out, "results.csv")
+    found = {r["run"]: (results, r) for r in read_csv(results)} if os.path.exists(results) else {}
+    for path in glob.glob(os.path.join(out, "runs", "run_*.json")):
+        try:
+            with open(path) as f:
+                row = json.load(f)
+            found[str(row["run"])] = (path, row)
+        except (OSError, ValueError, TypeError, KeyError):
+            continue  # collect names a broken run file
+    return [v for k, v in sorted(found.items()) if runs is None or k in {str(r) for r in runs}]
+
+
+def check_finished(args, h, domains, done):
+    """Finished runs are kept only where this command would train them alike: a sweep continued with
+    other flags (--steps 9 where its runs had 4) must not put runs of two settings in one
+    results.csv, nor the ladder's rungs mix scales. One line says which setting differs (run files
+    record them: train.run_settings; older ones are compared by their seed and tokens). The ladder's
+    rung at the sweep's scale must match the sweep's own runs too (args.same_as: the sweep's --out)."""
+    from train import SETTING_FLAGS, run_settings, settings_differ
+    settings = run_settings(h, domains.meta)
+    flags = dict(SETTING_FLAGS, **getattr(args, "setting_flags", {}))
+    checks = [(args.out, done, getattr(args, "rerun_remedy", None)
+               or "pass {flag} {old} to continue that sweep, or use another --out for runs at these settings")]
+    if getattr(args, "same_as", None):  # (first: the sweep's flags are the ones to pass)
+        checks.insert(0, (args.same_as, None, "the ladder trains the chosen, natural and uniform mixtures at the "
+                                              "sweep's own scale: pass {flag} {old} as the sweep did"))
+    for out, runs, remedy in checks:
+        for where, row in finished(out, runs):
+            differ = settings_differ(row, settings, h)
+            if differ is None:
+                continue
+            key, old, new = differ
+            flag, value = (("the flags", "of that sweep") if key == "tokens" else ("--data", "of that sweep")
+                           if key == "data" else (flags[key], old))
+            todo = remedy.replace("{flag}", flag).replace("{old}", str(value))  # (a path may hold braces)
+            if key == "tokens":
+                raise DataError(f"{where}: run {row['run']} trained {old:,} tokens, this command {new:,} (--steps x "
+                                f"--batch-size x --block-size); {todo}")
+            if key == "data":
+                raise DataError(f"{where}: run {row['run']} was trained on other data than --data {args.data} (another "
+                                f"corpus, or one prepared again); {todo}")
+            raise DataError(f"{where}: run {row['run']} was trained with {flags[key]} {old}, this command asks for "
+                            f"{new}; {todo}")
 
 
 def shard(args):
@@ -323,6 +394,7 @@ def stage_compare(args, domains):
         if ev["weights"] != w:
             raise DataError(f"{eval_path} was trained on another mixture (an older simulate?); "
                             f"delete {os.path.dirname(eval_path)} to retrain it")
+        check_compare_settings(eval_path, ev, args)
         measured[name] = ev["losses"]
     res = {n: dict(target_loss=target_loss(m, tw), mean_loss=float(np.mean(list(m.values())))) for n, m in measured.items()}
     atomic_write_json(os.path.join(args.out, "compare.json"), dict(target=target, target_weights=tw, runs=res))
@@ -330,6 +402,17 @@ def stage_compare(args, domains):
     for n, r in res.items():
         print(f"  {n:<8} {r['target_loss']:.4f}")
     return res
+
+
+def check_compare_settings(eval_path, ev, args):
+    """A finished compare run is reused only where this command would train it alike (its eval.json
+    records the settings): compare rerun with --steps 600 must not measure runs of 300."""
+    from train import SETTING_FLAGS, hparams
+    h, old = asdict(hparams(args, "train")), ev.get("hparams") or {}
+    key = next((k for k in SETTING_FLAGS if k in old and k in h and old[k] != h[k]), None)
+    if key:
+        raise DataError(f"{eval_path} was trained with {SETTING_FLAGS[key]} {old[key]}, this command asks for {h[key]}; "
+                        f"pass the same flags, or delete {os.path.dirname(eval_path)} to retrain it")
 
 
 def stage_export(args, domains):
@@ -499,10 +582,43 @@ def get_args(argv=None):
     return args
 
 
+def check_name(name):
+    """--name is a run folder under --out: a name that leaves it (../../x, /abs/path) would put the
+    checkpoint, log and eval (and export's folder) outside --out."""
+    parts = name.replace("\\", "/").split("/")
+    if os.path.isabs(name) or ".." in parts or os.path.normpath(name or ".") == ".":
+        raise DataError(f"--name {name!r}: a run folder under --out (a name such as target), not a path out of it; "
+                        "to write elsewhere, pass another --out")
+
+
+def check_ladder_flags(args):
+    """--stage ladder reads --results (and --metrics, --ladder-metrics) only for the report of two
+    tables, with --ladder-results: without it the ladder would start training from OUT/fit.json, and
+    complain about a --data the user never meant."""
+    given = [f for f, v in (("--results", args.results), ("--metrics", args.metrics),
+                            ("--ladder-metrics", args.ladder_metrics)) if v]
+    if args.stage == "ladder" and not args.ladder_results and given:
+        raise DataError(f"--stage ladder {given[0]} ...: the report of two tables needs --ladder-results CSV (the "
+                        "large scale's) too; without any of them the ladder trains its second scale from OUT/fit.json")
+
+
+def data_of_the_fit(args, domains):
+    """simulate: the default --data (the demo's corpus) beside a fit of another sweep's domains
+    (--results from elsewhere) is not that fit's data. Simulate then works without it, as --next
+    does, and the runs' mean weights serve as the prior (docs/simulate.md); an explicit --data of
+    other domains stays an error that names the domain."""
+    if domains is None or args.data != DEFAULT_DATA or not os.path.exists(os.path.join(args.out, "fit.json")):
+        return domains
+    names = regression.read_fit(args.out).get("domains") or []
+    return domains if sorted(names) == sorted(domains.trainable) else None
+
+
 def main(argv=None):
     args = get_args(argv)
     try:
         make_dir(args.out, "--out")
+        check_ladder_flags(args)
+        check_name(args.name)
         if args.stage == "ladder" and args.ladder_results:  # two tables, no data
             import ladder
             ladder.stage_ladder_offline(args)
@@ -511,6 +627,8 @@ def main(argv=None):
             domains = open_domains(args.data) if os.path.exists(os.path.join(args.data, "meta.json")) else None
             if args.stage == "fit" and not args.results and domains and os.path.isdir(os.path.join(args.out, "runs")):
                 collect(args.out, domains)  # shards of a job array may have finished since the last collect
+            if args.stage == "simulate":
+                domains = data_of_the_fit(args, domains)
             if args.stage == "mixtures":
                 stage_mixtures(args, domains)
             else:
