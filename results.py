@@ -14,7 +14,7 @@ import warnings
 
 import numpy as np
 
-from data import DataError, read_csv, write_csv
+from data import DataError, check_header, read_csv, write_csv
 
 # never a weight or a metric (step, epoch: where in training another tool measured)
 META_COLUMNS = {"", "run", "name", "index", "seed", "tokens", "seconds", "failed", "step", "epoch",
@@ -316,7 +316,9 @@ def paper2csv(mixture_csv, loss_csv, out_csv):
     released weights are rounded to 0.001 and sum to 1 only within 0.004)."""
     def read(path):
         with open(path, newline="") as f:
-            return {r["index"]: r for r in csv.DictReader(f)}
+            reader = csv.DictReader(f)
+            check_header(path, reader.fieldnames)  # (a column twice would convert as its last copy)
+            return {r["index"]: r for r in reader}
     for path in filter(None, (mixture_csv, loss_csv)):
         with open(path, newline="") as f:
             if "index" not in (csv.DictReader(f).fieldnames or []):

@@ -171,6 +171,11 @@ def test_a_column_named_twice_is_refused(tmp_path, corpus_dir):
     mixtures.write_text("run,weight.alpha,weight.beta,weight.gamma,weight.alpha\n0,0.5,0.5,0,0.2\n")
     with pytest.raises(DataError, match="column 'weight.alpha' appears twice"):
         regmix.check_mixtures(str(mixtures), open_domains(corpus_dir))
+    # the paper's release converted by paper2csv alike
+    (tmp_path / "m.csv").write_text("index,train_the_pile_a,train_the_pile_b\n0,0.5,0.5\n")
+    (tmp_path / "l.csv").write_text("index,metric/the_pile_a_val_loss,metric/the_pile_a_val_loss\n0,3,4\n")
+    with pytest.raises(DataError, match="column 'metric/the_pile_a_val_loss' appears twice"):
+        results.paper2csv(str(tmp_path / "m.csv"), str(tmp_path / "l.csv"), str(tmp_path / "o.csv"))
 
 
 def test_two_columns_that_become_one_metric_are_refused(tmp_path):
