@@ -381,8 +381,12 @@ def resume_from(o, h, raw, opt, batches, device, rank, world):
     if len(ck["data_rng"]) != world:
         raise DataError(f"{o.ckpt_path} was written by {len(ck['data_rng'])} rank(s); resume it with as many, not {world}")
     raw.load_state_dict(ck["model"])
-    opt.load_state_dict(ck["optimizer"])
-    batches.load_state(ck["data_rng"][rank])
+    try:  # (the model's tensors were checked on load; these are the rest a hand or a bad copy may break)
+        opt.load_state_dict(ck["optimizer"])
+        batches.load_state(ck["data_rng"][rank])
+    except (KeyError, IndexError, TypeError, ValueError) as e:
+        raise DataError(f"{o.ckpt_path}: its optimizer or batch state does not fit this run ({type(e).__name__}: "
+                        f"{str(e).splitlines()[0][:100]}); restore it, or delete it to start over") from None
     if o.log_path and rank == 0:
         with open(o.log_path) as f:
             lines = f.readlines()

@@ -444,6 +444,19 @@ def test_resuming_on_data_of_another_vocabulary_is_refused(tmp_path, corpus_dir)
     assert "holds a model of another shape than these flags build on this data" in msg
 
 
+def test_a_checkpoint_whose_optimizer_state_is_broken(tmp_path, corpus_dir):
+    mix = tmp_path / "mix.json"
+    mix.write_text(json.dumps({"alpha": 1}))
+    train = ["--stage", "train", "--mixture", str(mix), "--data", corpus_dir, "--out", str(tmp_path / "out"), *SMALL]
+    regmix.main(train)
+    path = tmp_path / "out" / "target" / "ckpt.pt"
+    ck = torch.load(path, weights_only=True)
+    ck["optimizer"]["param_groups"] = []  # a bad copy, a hand
+    torch.save(ck, path)
+    msg = error_of(regmix.main, [*train, "--resume"])
+    assert "its optimizer or batch state does not fit this run" in msg
+
+
 class RunsCode:
     """Unpickling this calls os.system: what a crafted weights file can do with a full pickle load."""
 
