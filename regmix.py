@@ -453,7 +453,8 @@ def get_args(argv=None):
                    help="model size of proxy and train; tiny also picks CPU-sized recipes and --n-mixtures")
     g.add_argument("--seed", type=int, default=42, help="seed of the mixtures, of each run's init and batches, of simulate")
     g.add_argument("--target", default=None, help="proxy (its printed loss), fit: the validation loss to minimise: a "
-                   "domain, several (a,b: their mean), weighted (a=0.7,b=0.3), or all (the mean over every domain) "
+                   "domain, several (a,b: their mean), weighted (a=0.7,b=0.3), or all (the mean over every domain; "
+                   "all,-x: all but x) "
                    "(default: pile_cc if present, else the single eval-only domain)")
     g.add_argument("--device", default="auto", help="proxy/train/eval: cpu, cuda, cuda:N; auto = cuda:(LOCAL_RANK %% GPUs) if present")
 
