@@ -23,6 +23,7 @@ is assigned to the same clusters. meta.json gets each cluster's size and describ
 import csv
 import json
 import os
+import pickle
 from dataclasses import dataclass
 
 import numpy as np
@@ -71,6 +72,10 @@ class Clustering:
     def assign(self, texts):
         """The nearest centre of each text (Euclidean, as k-means fitted them)."""
         v = self.vectors(texts)
+        if v.shape[1] != self.centres.shape[1]:  # (a model clustering: its width is known only now)
+            raise DataError(f"the saved clustering's centres have {self.centres.shape[1]} columns, but "
+                            f"{self.model or 'TF-IDF'} gives vectors of {v.shape[1]}: not the model it was made with; "
+                            "prepare that folder again with --cluster K")
         return np.asarray(np.argmax(v @ self.centres.T - 0.5 * (self.centres ** 2).sum(1), axis=1)).ravel()
 
     def save(self, out):
@@ -89,7 +94,24 @@ class Clustering:
         except (OSError, ValueError, KeyError) as e:
             raise DataError(f"--clusters-from {data_dir}: no clustering saved there ({e}); it must be a folder "
                             "prepared with --cluster K") from None
-        return cls(centres, spec["vocab"], idf if spec["vocab"] else None, spec["model"])
+        return check_saved(data_dir, cls(centres, spec["vocab"], idf if spec["vocab"] else None, spec["model"]), spec)
+
+
+def check_saved(data_dir, c, spec):
+    """clustering.npz and clustering.json must belong together: a K x width table of finite centres,
+    K as the json says, width the TF-IDF vocabulary's (a model's is checked when it embeds)."""
+    where = f"--clusters-from {data_dir}"
+    if c.centres.ndim != 2 or not len(c.centres) or not np.isfinite(c.centres).all():
+        raise DataError(f"{where}: clustering.npz holds no table of finite centres (shape {c.centres.shape}); prepare "
+                        "that folder again with --cluster K")
+    if spec.get("k") is not None and spec["k"] != len(c.centres):
+        raise DataError(f"{where}: clustering.json says k = {spec['k']}, clustering.npz holds {len(c.centres)} centres: "
+                        "the two files do not belong together; prepare that folder again with --cluster K")
+    if c.vocab and not (c.centres.shape[1] == len(c.vocab) == len(c.idf)):
+        raise DataError(f"{where}: clustering.npz's centres have {c.centres.shape[1]} columns and {len(c.idf)} idf "
+                        f"values, clustering.json's vocabulary {len(c.vocab)} words: the two files do not belong "
+                        "together; prepare that folder again with --cluster K")
+    return c
 
 
 def fit(texts, k, seed=0, model=None):
@@ -194,6 +216,11 @@ def embed(folder, texts, batch=32, max_length=512):
         try:
             tok = AutoTokenizer.from_pretrained(folder, local_files_only=True)
             model = AutoModel.from_pretrained(folder, local_files_only=True).eval()
+        except pickle.UnpicklingError as e:  # torch.load's weights_only refused a pickle holding code or objects
+            found = [f for f in os.listdir(folder) if f.endswith((".bin", ".pt", ".pth", ".ckpt"))]
+            raise DataError(f"--cluster-model {folder}: refused: its pickled weights ({', '.join(found) or 'a .bin'}) "
+                            f"hold more than tensors ({type(e).__name__}: code or objects); nothing of it ran. Use a "
+                            "model saved as model.safetensors, or one you trust converted to it") from None
         except (OSError, ValueError) as e:
             raise DataError(f"--cluster-model {folder}: cannot load a Hugging Face model from it ({e})") from None
         if tok.pad_token is None:

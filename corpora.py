@@ -16,6 +16,9 @@ Formats, all streamed with bounded memory whatever the file size:
     *.parquet                               row group by row group, only the needed columns (FineWeb)
     *.arrow                                 Arrow stream or file, as datasets.save_to_disk writes
 
+A document is cut to MAX_DOC_CHARS, and a JSON line beyond MAX_LINE_CHARS skipped, each said once a
+run: memory stays flat whatever one document's size (a 32 KB .zst can hold a 1 GiB line).
+
 A bad record (broken JSON, no text string, no domain) is skipped and counted with its position;
 a broken file (truncated archive, a parquet without the text column, an Arrow file that is not
 one) stops the run with one line naming it.
@@ -32,6 +35,15 @@ import zlib
 from data import DataError
 
 RECORD_SUFFIXES = (".jsonl", ".jsonl.gz", ".json.gz", ".jsonl.zst", ".json.zst", ".parquet", ".arrow")
+
+# Bounds on one document, so that memory stays flat whatever the input (a 32 KB .zst can expand to
+# one 1 GiB line; the tokenizer needs ~30 bytes a character). A longer document is cut to its first
+# MAX_DOC_CHARS characters (said once a run); a JSON line longer than MAX_LINE_CHARS cannot be parsed
+# to cut it and is skipped as a bad record. MAX_LINE_CHARS leaves room for JSON's escapes (\uXXXX: 6
+# characters for one).
+MAX_DOC_CHARS = 4 << 20
+MAX_LINE_CHARS = 16 * MAX_DOC_CHARS
+ZST_FEED = 1 << 10  # compressed bytes per zstd call: one byte can expand ~40,000-fold, so a call's output stays < 64 MiB
 
 
 def slug(name):
@@ -58,11 +70,28 @@ class Skips:
 
     def __init__(self):
         self.count, self.first = 0, []
+        self.said = set()  # the kinds of warning already printed (once)
 
     def add(self, where, why):
         self.count += 1
         if len(self.first) < 5:
             self.first.append(f"{where} ({why})")
+
+    def once(self, kind, message):
+        """Print `message` the first time something of this kind happens in the run, never again."""
+        if kind not in self.said:
+            self.said.add(kind)
+            print(f"warning: {message}", file=sys.stderr)
+
+
+def bounded(text, where, skips):
+    """The document, cut to MAX_DOC_CHARS (said once a run)."""
+    if len(text) <= MAX_DOC_CHARS:
+        return text
+    if skips is not None:
+        skips.once("cut", f"{where}: a document of more than {MAX_DOC_CHARS:,} characters, cut to its first "
+                          f"{MAX_DOC_CHARS:,} (as every such document of this run is: corpora.MAX_DOC_CHARS)")
+    return text[:MAX_DOC_CHARS]
 
 
 def lookup(record, key):
@@ -83,13 +112,22 @@ def zst_chunks(path):
     import zstandard
     with open(path, "rb") as f:
         d, fed = zstandard.ZstdDecompressor().decompressobj(), False
-        while chunk := f.read(1 << 20):
-            while chunk:
-                yield d.decompress(chunk)
-                fed = True
-                chunk = b""
-                if d.eof:  # this frame is complete; whatever follows starts the next one
-                    chunk, d, fed = d.unused_data, zstandard.ZstdDecompressor().decompressobj(), False
+        out, size = [], 0
+        while block := f.read(1 << 20):
+            for i in range(0, len(block), ZST_FEED):  # small feeds: a bomb's output comes in bounded pieces
+                chunk = block[i:i + ZST_FEED]
+                while chunk:
+                    out.append(d.decompress(chunk))
+                    size += len(out[-1])
+                    fed = True
+                    chunk = b""
+                    if d.eof:  # this frame is complete; whatever follows starts the next one
+                        chunk, d, fed = d.unused_data, zstandard.ZstdDecompressor().decompressobj(), False
+                if size >= 1 << 20:
+                    yield b"".join(out)
+                    out, size = [], 0
+        if out:
+            yield b"".join(out)
         if fed and not d.eof:
             raise EOFError("the last zstd frame ends early")
 
@@ -106,17 +144,26 @@ def byte_chunks(path):
 
 
 def text_lines(path):
-    """Lines of a plain, .gz or .zst text file; invalid UTF-8 is replaced, not fatal."""
+    """Lines of a plain, .gz or .zst text file; invalid UTF-8 is replaced, not fatal. A line longer
+    than MAX_LINE_CHARS is not kept: None stands for it (its place in the numbering kept), and its
+    text is dropped as it streams by, so that memory stays flat (a 1 GiB line of a bomb)."""
     decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
-    rest = ""
+    parts, length = [], 0  # the line so far, in pieces (joining each chunk to it would be quadratic)
     for chunk in byte_chunks(path):
-        lines = (rest + decoder.decode(chunk)).split("\n")
-        rest = lines.pop()
-        for line in lines:
-            yield line
-    rest += decoder.decode(b"", final=True)
-    if rest:
-        yield rest
+        pieces = decoder.decode(chunk).split("\n")
+        for piece in pieces[:-1]:  # each ends a line
+            yield None if length is None or length + len(piece) > MAX_LINE_CHARS else "".join(parts) + piece
+            parts, length = [], 0
+        if length is not None:
+            parts.append(pieces[-1])
+            length += len(pieces[-1])
+            if length > MAX_LINE_CHARS:
+                parts, length = [], None  # too long: the rest of it is skipped
+    rest = decoder.decode(b"", final=True)
+    if length is None or length + len(rest) > MAX_LINE_CHARS:
+        yield None
+    elif "".join(parts) + rest:
+        yield "".join(parts) + rest
 
 
 # -----------------------------------------------------------------------------
@@ -124,6 +171,11 @@ def text_lines(path):
 
 def json_records(path, skips):
     for i, line in enumerate(text_lines(path), 1):
+        if line is None:
+            skips.add(f"{path}:{i}", f"a line of more than {MAX_LINE_CHARS:,} characters")
+            skips.once("line", f"{path}:{i}: a line of more than {MAX_LINE_CHARS:,} characters, too long to parse: "
+                               "skipped (as every such line of this run is: corpora.MAX_LINE_CHARS)")
+            continue
         if not line.strip():
             continue
         try:
@@ -201,26 +253,30 @@ def records(path, skips, keys):
 
 def texts(path, skips, text_key):
     """(where, text) of each usable document of one file of a domain folder: a record file's
-    records; any other file is one document, its whole text (plain, .gz or .zst), unless it is
-    binary (a NUL byte in its first 8 KiB: an image, an archive), which is skipped and counted."""
+    records; any other file is one document, its text (plain, .gz or .zst, cut to MAX_DOC_CHARS),
+    unless it is binary (a NUL byte in its first 8 KiB: an image, an archive), which is skipped and
+    counted."""
     if not path.endswith(RECORD_SUFFIXES):
         decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
-        parts = []
+        parts, length = [], 0
         try:
             for chunk in byte_chunks(path):
                 if not parts and b"\0" in chunk[:8192]:
                     skips.add(path, "a binary file, not text")
                     return
                 parts.append(decoder.decode(chunk))
+                length += len(parts[-1])
+                if length > MAX_DOC_CHARS:  # (never more of a huge file)
+                    break
         except (EOFError, gzip.BadGzipFile, zlib.error, OSError) as e:
             skips.add(path, f"cannot decompress it: {e}")
             return
-        yield path, "".join(parts) + decoder.decode(b"", final=True)
+        yield path, bounded("".join(parts) + decoder.decode(b"", final=True), path, skips)
         return
     for where, obj in records(path, skips, [(text_key, "--text-key")]):
         text = lookup(obj, text_key)
         if isinstance(text, str):
-            yield where, text
+            yield where, bounded(text, where, skips)
         else:
             skips.add(where, f'no "{text_key}" string')
 
@@ -244,7 +300,7 @@ def shard_docs(files, skips, domain_key, text_key="text"):
             elif not isinstance(text, str):
                 skips.add(where, f'no "{text_key}" string')
             else:
-                yield name, text, where
+                yield name, bounded(text, where, skips), where
 
 
 def pile_docs(files, skips, text_key="text"):

@@ -90,10 +90,24 @@ def read_csv(path):
         raise DataError(f"{path}: a folder, not a CSV table")
     try:
         with open(path, newline="", encoding="utf-8-sig") as f:  # -sig: a spreadsheet's byte-order mark is no column name
-            return list(csv.DictReader(f))
+            reader = csv.DictReader(f)
+            check_header(path, reader.fieldnames)
+            return list(reader)
     except UnicodeDecodeError as e:
         raise DataError(f"{path}: not UTF-8 text (byte {e.object[e.start]:#x} at offset {e.start}); save it as UTF-8 "
                         "(a spreadsheet's 'CSV UTF-8')") from None
+
+
+def check_header(path, columns):
+    """A column named twice would be read as its last copy only (csv.DictReader keeps one value per
+    name), so that a table holding two loss.pile_cc fits one of them without a word. Unnamed
+    columns (a spreadsheet's trailing commas) are never read and may repeat."""
+    seen = {}
+    for i, c in enumerate(columns or [], 1):
+        if c and c in seen:
+            raise DataError(f"{path}: column '{c}' appears twice (columns {seen[c]} and {i}); keep one of them "
+                            "(or rename the other)")
+        seen.setdefault(c, i)
 
 
 def read_json(path, remedy):
@@ -251,9 +265,21 @@ def mixture_vector(weights, trainable, names=(), source="the mixture"):
     for d, x in zip(trainable, w):
         if not np.isfinite(x) or x < 0:
             raise DataError(f"{source}: the weight of '{d}' is {x}; weights must be finite and >= 0")
+    check_finite_sum(w, trainable, source)
     if w.sum() <= 0:
         raise DataError(f"{source}: the weights are all zero; give at least one domain a positive weight")
     return w / w.sum()
+
+
+def check_finite_sum(w, names, source, what="weight"):
+    """Shares so large that their sum overflows (1e308 each) would normalise to all zeros: one line
+    naming the largest, not a mixture of nothing."""
+    with np.errstate(over="ignore"):
+        total = np.sum(w)
+    if not np.isfinite(total):
+        d = names[int(np.argmax(w))]
+        raise DataError(f"{source}: the {what}s sum to more than a float holds (the {what} of '{d}' is {np.max(w):g}); "
+                        f"give {what}s as fractions or counts of a sensible size")
 
 
 def read_mixture(path, olmix_key="relative_sizes"):

@@ -18,12 +18,13 @@ import os
 
 import numpy as np
 
-from data import DataError, atomic_write_json, read_mixture
+from data import DataError, atomic_write_json, read_csv, read_mixture
 from mixtures import mixture_columns
-from regression import fitted_results, metrics, orient, read_fit, target_weights
+from regression import fitted_results, metrics, orient, read_fit, target_weights, trust_of
 from results import Results
 
 EXTRAS = ("chosen", "natural", "uniform")  # trained at both scales beside the sweep's mixtures
+MIN_VERDICT = 8  # fewer mixtures at both scales get no verdict: 3 in the same order happen by chance 1 time in 6
 
 
 def spread(y, k):
@@ -78,10 +79,11 @@ def stage_ladder(args, domains, train_proxies):
         path = os.path.join(folder, "mixtures.csv")
         if not os.path.exists(path):  # an existing one is a killed ladder's: it resumes as written
             write_csv(path, keep, cols)
+        check_ladder_mixtures(path, keep, cols, ladder)
     big = dict(model=args.ladder_model or args.model, steps=args.ladder_steps or args.steps)
     print(f"ladder: {len(rows) - len(named)} of the sweep's mixtures and the {', '.join(EXTRAS)} mixtures at "
           f"model {big['model']}" + (f", {big['steps']} steps" if big["steps"] else "") + f" -> {ladder}/")
-    train_proxies(sub_args(args, base, {}), domains)  # the extras at the sweep's own scale
+    train_proxies(sub_args(args, base, {}, same_as=args.out), domains)  # the extras at the sweep's own scale
     train_proxies(sub_args(args, ladder, big), domains)
     fit = read_fit(args.out)
     small = fitted_results(fit, args.out)
@@ -91,9 +93,11 @@ def stage_ladder(args, domains, train_proxies):
                                                                                         if big["steps"] else "")))
 
 
-def sub_args(args, out, changes):
+def sub_args(args, out, changes, same_as=None):
     """The proxy stage's arguments for one rung: another --out (and model and steps); worker
-    processes get them too, appended to the command line (the last of a flag wins)."""
+    processes get them too, appended to the command line (the last of a flag wins). A rerun with
+    other settings is refused naming the ladder's own flags (regmix.check_finished); same_as: the
+    sweep whose runs this rung must match (the extras at the sweep's scale)."""
     sub = argparse.Namespace(**vars(args))
     sub.out = out
     extra = ["--out", out]
@@ -102,7 +106,21 @@ def sub_args(args, out, changes):
             setattr(sub, flag, value)
             extra += [f"--{flag}", str(value)]
     sub.argv = list(args.argv) + extra
+    sub.setting_flags = {flag: f"--ladder-{flag}" for flag, value in changes.items() if value is not None}
+    sub.rerun_remedy = f"pass {{flag}} {{old}} to continue the ladder, or delete {out} to train it again at these settings"
+    sub.same_as = same_as
     return sub
+
+
+def check_ladder_mixtures(path, rows, cols, folder):
+    """A ladder/mixtures.csv already there is a killed ladder's, resumed as written, only if it holds
+    the mixtures this fit and simulate give: after a new simulate (or fit) the old file would train
+    the previous mixture and report it as the chosen one."""
+    have = [{c: r.get(c) for c in cols} for r in read_csv(path)]
+    if have != [{c: r.get(c) for c in cols} for r in rows]:
+        raise DataError(f"{path}: made for another fit.json, mixture.json or --ladder-runs (a fit or simulate since "
+                        f"the ladder began?); delete {folder} to train the ladder for the current ones, or use another "
+                        "--out")
 
 
 def report(out, small, big, target, named=None, extra_small=None, maximize=False, labels=("small", "large")):
@@ -138,8 +156,10 @@ def report(out, small, big, target, named=None, extra_small=None, maximize=False
         raise DataError(f"run {r}: its weights differ between {small.path} and {big.path} (by up to {off.max():.3g}): "
                         "not the same mixture; the tables must share run ids and mixtures")
     w = np.array([tw.get(d, 0.0) for d in domains])
-    ys, yb = Ls @ w, Lb @ w
+    with np.errstate(over="ignore", invalid="ignore"):
+        ys, yb = Ls @ w, Lb @ w
     ok = np.isfinite(ys) & np.isfinite(yb)
+    check_rankable(ys, yb, ok, spec, small.path, big.path)
     rho = {"target": metrics(ys[ok], yb[ok])["spearman"]}
     for j, d in enumerate(domains):
         good = np.isfinite(Ls[:, j]) & np.isfinite(Lb[:, j])
@@ -157,12 +177,16 @@ def report(out, small, big, target, named=None, extra_small=None, maximize=False
         result["chosen"] = {labels[0]: dict(rank=rank(ys, c), gain_over_natural=float(sign * (ys[n] - ys[c]))),
                             labels[1]: dict(rank=rank(yb, c), gain_over_natural=float(sign * (yb[n] - yb[c])))}
     r = rho["target"]
+    lo, hi = result["interval"] = trust_of(ys[ok], yb[ok], seed=0)["interval"]  # the runs resampled
+    how = f"Spearman {r:.2f}, 95% interval {lo:.2f}..{hi:.2f}, over {result['runs']} mixtures"
     result["verdict"] = (
-        f"the {labels[0]} proxies rank mixtures as {labels[1]} does (Spearman {r:.2f} over {result['runs']} mixtures): "
-        "the search on them can be trusted for this target" if r >= 0.9 else
-        f"the {labels[0]} proxies rank mixtures only roughly as {labels[1]} does (Spearman {r:.2f}): the best few "
+        f"{result['runs']} mixtures at both scales are too few to judge ({how}): at least {MIN_VERDICT}; train more "
+        "(--ladder-runs) or share more runs between the tables" if result["runs"] < MIN_VERDICT else
+        f"the {labels[0]} proxies rank mixtures as {labels[1]} does ({how}): "
+        "the search on them can be trusted for this target" if r >= 0.9 and lo >= 0.7 else
+        f"the {labels[0]} proxies rank mixtures only roughly as {labels[1]} does ({how}): the best few "
         "mixtures of the search may be in another order at the larger scale" if r >= 0.7 else
-        f"the {labels[0]} proxies rank mixtures differently from {labels[1]} (Spearman {r:.2f}): a mixture searched on "
+        f"the {labels[0]} proxies rank mixtures differently from {labels[1]} ({how}): a mixture searched on "
         "them is a guess for the larger scale; try a larger or deeper proxy (--model 1m-deep)")
     atomic_write_json(os.path.join(out, "ladder.json"), result)
     plot(os.path.join(out, "ladder.png"), ys[ok], yb[ok], [named.get(common[i], "") for i in np.flatnonzero(ok)],
@@ -179,10 +203,25 @@ def report(out, small, big, target, named=None, extra_small=None, maximize=False
     return result
 
 
+def check_rankable(ys, yb, ok, spec, small, big):
+    """Spearman needs 3 mixtures with the target at both scales, and values that differ: an all-NaN
+    or constant table (failed runs, a placeholder column) has no ranking to compare (it would print
+    'Spearman nan' and advise a deeper proxy)."""
+    if ok.sum() < 3:
+        path, n = (big, int(np.isfinite(yb).sum())) if np.isfinite(yb).sum() < np.isfinite(ys).sum() else \
+            (small, int(np.isfinite(ys).sum()))
+        raise DataError(f"{path}: only {n} of the {len(ys)} shared mixtures have a {spec} (the others are empty or "
+                        "not finite: failed runs?); at least 3 at both scales are needed to rank them")
+    for path, v in ((big, yb[ok]), (small, ys[ok])):
+        if np.ptp(v) == 0:
+            raise DataError(f"{path}: {spec} is {v[0]:g} for every shared mixture: nothing to rank (runs that "
+                            "failed alike, or a placeholder column)")
+
+
 def stage_ladder_offline(args):
     """--stage ladder --results SMALL --ladder-results BIG: the report alone."""
     small = Results(args.results or os.path.join(args.out, "results.csv"), args.metrics)
-    big = Results(args.ladder_results, args.ladder_metrics)
+    big = Results(args.ladder_results, args.ladder_metrics, flags=("--ladder-results", "--ladder-metrics"))
     return report(args.out, small, big, args.target, maximize=args.maximize,
                   labels=(os.path.basename(small.path), os.path.basename(big.path)))
 

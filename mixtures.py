@@ -14,7 +14,7 @@ import numpy as np
 
 import presets
 import regression
-from data import DataError, read_csv, read_mixture, write_csv
+from data import DataError, check_finite_sum, check_header, read_csv, read_mixture, write_csv
 
 DEFAULT_DATA = "data/default"  # regmix.py's --data default
 MAX_USAGE = 15.0  # a domain's weight at most 15x its natural share (the official sampler's bound)
@@ -82,8 +82,8 @@ def load_prior(path, meta, names, X=None):
         prior, source = meta["prior"], "the data's meta.json"
     elif X is not None:
         p = np.maximum(X.mean(0), 1e-6)  # (a domain no run trained on keeps a sliver)
-        print("prior: none given (no --data folder, no --prior): the runs' mean weights serve as one; "
-              "--prior uniform or --prior FILE chooses another")
+        print("prior: none given (no --prior, no --data folder of the fitted domains): the runs' mean weights serve "
+              "as one; --prior uniform or --prior FILE chooses another")
         return p / p.sum()
     else:
         raise DataError("no prior: pass --prior FILE (JSON domain -> share), --prior uniform, or a --data folder "
@@ -99,6 +99,7 @@ def load_prior(path, meta, names, X=None):
     if not np.all(p > 0) or not np.all(np.isfinite(p)):
         raise DataError(f"{source}: the share of '{names[int(np.argmin(np.nan_to_num(p, nan=-1)))]}' is not a "
                         "positive number")
+    check_finite_sum(p, names, source, "share")
     return p / p.sum()
 
 
@@ -112,6 +113,7 @@ def check_mixtures(path, domains):
             cols, rows = reader.fieldnames or [], list(reader)
     except (OSError, UnicodeDecodeError, csv.Error) as e:
         raise DataError(f"{path}: cannot read it ({e})") from None
+    check_header(path, cols)
     have = [c[len("weight."):] for c in cols if c.startswith("weight.")]
     missing = [d for d in domains.trainable if d not in have]
     extra = [d for d in have if d not in domains.trainable]

@@ -70,7 +70,7 @@ def stage_proxy(args, domains):
     for m in bar:
         weights = {d: float(m[f"weight.{d}"]) for d in domains.trainable}
         r = train_run(h, domains, weights, device, models, RunOptions(log_every=h.steps))  # the loss is read once, at the end
-        sweep.save_run(args.out, m, h, r, domains.trainable, models[0] if args.proxy_ckpt else None)
+        sweep.save_run(args.out, m, h, r, domains.trainable, domains.meta, models[0] if args.proxy_ckpt else None)
         sweep.collect(args.out, domains)
         msg = f"run {m['run']}: " + (f"FAILED ({r['failed']})" if r["failed"] else sweep.loss_line(r["losses"], tw))
         tps = r["train_tokens_per_s"] or r["tokens"] / r["seconds"]
@@ -186,6 +186,7 @@ def stage_compare(args, domains):
         if ev["weights"] != w:
             raise DataError(f"{eval_path} was trained on another mixture (an older simulate?); "
                             f"delete {os.path.dirname(eval_path)} to retrain it")
+        check_compare_settings(eval_path, ev, args)
         measured[name] = ev["losses"]
     res = {n: dict(target_loss=sweep.target_loss(m, tw), mean_loss=float(np.mean(list(m.values())))) for n, m in measured.items()}
     atomic_write_json(os.path.join(args.out, "compare.json"), dict(target=target, target_weights=tw, runs=res))
@@ -193,6 +194,17 @@ def stage_compare(args, domains):
     for n, r in res.items():
         print(f"  {n:<8} {r['target_loss']:.4f}")
     return res
+
+
+def check_compare_settings(eval_path, ev, args):
+    """A finished compare run is reused only where this command would train it alike (its eval.json
+    records the settings): compare rerun with --steps 600 must not measure runs of 300."""
+    from train import SETTING_FLAGS, hparams
+    h, old = asdict(hparams(args, "train")), ev.get("hparams") or {}
+    key = next((k for k in SETTING_FLAGS if k in old and k in h and old[k] != h[k]), None)
+    if key:
+        raise DataError(f"{eval_path} was trained with {SETTING_FLAGS[key]} {old[key]}, this command asks for {h[key]}; "
+                        f"pass the same flags, or delete {os.path.dirname(eval_path)} to retrain it")
 
 
 def stage_export(args, domains):
@@ -234,7 +246,8 @@ def get_args(argv=None):
                         "--n-mixtures; tiny: the CPU recipe)")
     g.add_argument("--seed", type=int, default=42, help="seed of the mixtures, of each run's init and batches, of simulate")
     g.add_argument("--target", default=None, help="proxy (its printed loss), fit: the validation loss to minimise: a "
-                   "domain, several (a,b: their mean), weighted (a=0.7,b=0.3), or all (the mean over every domain) "
+                   "domain, several (a,b: their mean), weighted (a=0.7,b=0.3), or all (the mean over every domain; "
+                   "all,-x: all but x) "
                    "(default: pile_cc if present, else the single eval-only domain)")
     g.add_argument("--device", default="auto", help="proxy/train/eval: cpu, cuda, cuda:N; auto = cuda:(LOCAL_RANK %% GPUs) if present")
 
@@ -364,10 +377,43 @@ def get_args(argv=None):
     return args
 
 
+def check_name(name):
+    """--name is a run folder under --out: a name that leaves it (../../x, /abs/path) would put the
+    checkpoint, log and eval (and export's folder) outside --out."""
+    parts = name.replace("\\", "/").split("/")
+    if os.path.isabs(name) or ".." in parts or os.path.normpath(name or ".") == ".":
+        raise DataError(f"--name {name!r}: a run folder under --out (a name such as target), not a path out of it; "
+                        "to write elsewhere, pass another --out")
+
+
+def check_ladder_flags(args):
+    """--stage ladder reads --results (and --metrics, --ladder-metrics) only for the report of two
+    tables, with --ladder-results: without it the ladder would start training from OUT/fit.json, and
+    complain about a --data the user never meant."""
+    given = [f for f, v in (("--results", args.results), ("--metrics", args.metrics),
+                            ("--ladder-metrics", args.ladder_metrics)) if v]
+    if args.stage == "ladder" and not args.ladder_results and given:
+        raise DataError(f"--stage ladder {given[0]} ...: the report of two tables needs --ladder-results CSV (the "
+                        "large scale's) too; without any of them the ladder trains its second scale from OUT/fit.json")
+
+
+def data_of_the_fit(args, domains):
+    """simulate: the default --data (the demo's corpus) beside a fit of another sweep's domains
+    (--results from elsewhere) is not that fit's data. Simulate then works without it, as --next
+    does, and the runs' mean weights serve as the prior (docs/simulate.md); an explicit --data of
+    other domains stays an error that names the domain."""
+    if domains is None or args.data != DEFAULT_DATA or not os.path.exists(os.path.join(args.out, "fit.json")):
+        return domains
+    names = regression.read_fit(args.out).get("domains") or []
+    return domains if sorted(names) == sorted(domains.trainable) else None
+
+
 def main(argv=None):
     args = get_args(argv)
     try:
         make_dir(args.out, "--out")
+        check_ladder_flags(args)
+        check_name(args.name)
         if args.stage == "ladder" and args.ladder_results:  # two tables, no data
             import ladder
             ladder.stage_ladder_offline(args)
@@ -376,6 +422,8 @@ def main(argv=None):
             domains = open_domains(args.data) if os.path.exists(os.path.join(args.data, "meta.json")) else None
             if args.stage == "fit" and not args.results and domains and os.path.isdir(os.path.join(args.out, "runs")):
                 sweep.collect(args.out, domains)  # shards of a job array may have finished since the last collect
+            if args.stage == "simulate":
+                domains = data_of_the_fit(args, domains)
             if args.stage == "mixtures":
                 (stage_mixtures if args.next is None else stage_next)(args, domains)
             else:

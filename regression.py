@@ -16,16 +16,19 @@ The paper's released data converts to this project's results schema with
 """
 import os
 import sys
+import time
 
 import numpy as np
 
 import regressors
 from data import DataError, atomic_write_json, read_csv, read_json
-from results import Results, paper2csv, target_weights
+from results import Results, describe_all, paper2csv, target_weights
 
 FOLDS = 5
 MIN_RUNS = 10          # fewer runs than this are not fitted
 LOW_RHO = 0.5          # a chosen fit below this cross-validated Spearman is reported as untrustworthy
+LARGE_FIT = 200_000    # runs x domains from which fit says what it is doing as it goes (minutes of work)
+CURVE_BUDGET = 5 * regressors.FIT_BUDGET  # the learning curve's cost at most, its points' folds together
 
 
 # -----------------------------------------------------------------------------
@@ -59,7 +62,7 @@ def needed(name, several=False):
     return list(regressors.ensemble_names(several)) if name == "ensemble" else [name]
 
 
-def predictions(singles, X, y, Xt=None, leaf=None, seed=42, members=regressors.ENSEMBLE, Y=None):
+def predictions(singles, X, y, Xt=None, leaf=None, seed=42, members=regressors.ENSEMBLE, Y=None, verbose=False):
     """Held-out predictions {name: array} of each regressor and of the ensemble (the mean of its
     members' predictions, when all were fitted): on Xt, or out-of-fold by k-fold CV on (X, y).
     Y: the target's metric columns (metric_columns), for the per-metric regressors."""
@@ -75,6 +78,9 @@ def predictions(singles, X, y, Xt=None, leaf=None, seed=42, members=regressors.E
                 train = np.setdiff1d(idx, test)
                 for n in singles:
                     pred[n][test] = regressors.fit(n, X[train], y[train], leaf, Y=Y[train]).predict(X[test])
+                if verbose:  # (a large fit's folds take minutes)
+                    progress(f"cross-validation of {', '.join(singles)} on {len(y):,} runs: fold {k + 1} of "
+                             f"{FOLDS} done", X)
     if members and all(m in pred for m in members):
         pred["ensemble"] = np.mean([pred[m] for m in members], axis=0)
     return pred
@@ -114,12 +120,16 @@ def top1_regret(y, pred, seed=42):
 def learning_curve(name, X, y, Y, min_data_in_leaf, members, rho_all, seed=42):
     """CV Spearman of regressor `name` on 25, 50 and 75% of the runs (a random subset each) and on
     all of them (rho_all): still rising at 100% means more proxies would likely help."""
-    curve = []
+    curve, spent = [], 0
     rng = np.random.default_rng([seed, 7])
     for frac in (0.25, 0.5, 0.75):
         n = int(round(frac * len(y)))
-        if n < MIN_RUNS:
+        if n < MIN_RUNS or subsampled(name, members, n, X.shape[1], Y.shape[1]):  # (at its cut, no news)
             continue
+        spent += FOLDS * sum(regressors.fit_cost(m, n, X.shape[1], Y.shape[1])
+                             for m in (members if name == "ensemble" else [name]))
+        if spent > CURVE_BUDGET:  # a large fit's curve: its smaller points only (say_budget says so)
+            break
         sub = rng.permutation(len(y))[:n]
         leaf = regressors.leaf_size(n, min_data_in_leaf, X.shape[1])
         singles = list(members) if name == "ensemble" else [name]
@@ -128,6 +138,33 @@ def learning_curve(name, X, y, Y, min_data_in_leaf, members, rho_all, seed=42):
     if rho_all is not None:
         curve.append(dict(runs=len(y), spearman=float(rho_all)))
     return curve
+
+
+def progress(message, X):
+    """A line of what a large fit (LARGE_FIT) is doing, with the time: it runs for minutes."""
+    if X.size >= LARGE_FIT:
+        print(f"  {time.strftime('%H:%M:%S')} {message}", flush=True)
+
+
+def subsampled(name, members, n, D, M):
+    """Whether `name` (or a member of the ensemble) trains on fewer than n runs (regressors.FIT_BUDGET)."""
+    names = list(members) if name == "ensemble" else [name]
+    return any(regressors.max_runs(m, n, D, M) < n for m in names)
+
+
+def say_budget(singles, X, Y):
+    """Before a large fit: what it will do, and which regressors train on a random subset of the runs
+    (regressors.FIT_BUDGET: their cost grows faster than the runs, the gp's as runs^3), once."""
+    n, D = X.shape
+    cut = {s: regressors.max_runs(s, n, D, Y.shape[1]) for s in singles}
+    cut = {s: m for s, m in cut.items() if m < n}
+    if X.size < LARGE_FIT and not cut:
+        return
+    print(f"fit: {n:,} runs x {D} domains, {', '.join(singles)}: {FOLDS}-fold cross-validation, then each refit on "
+          "every run" + (("; " + ", ".join(f"{s} on a random {m:,}" for s, m in cut.items()) + " of them (their cost "
+                          "grows faster than the runs, the gp's as runs^3: on all, hours; regressors.FIT_BUDGET), and "
+                          "no learning-curve point above that") if cut else "")
+          + "; the learning curve only as far as regression.CURVE_BUDGET allows", flush=True)
 
 
 def trust_of(y, pred, seed, resamples=1000):
@@ -164,6 +201,7 @@ def load_regressor(out, name, target=None):
     if not os.path.exists(path):
         raise DataError(f"{path}: not found; run --stage fit (with --regressor auto or {name}) first")
     state = read_json(path, f"run --stage fit (with --regressor auto or {name}) again")
+    check_regressor_name(path, state, name)
     if target is not None and state.pop("fitted_for", None) != target:
         raise DataError(f"{path} was fitted for another target than fit.json's ({target['target']}); "
                         f"run --stage fit --regressor {name} (or auto) for this target, or fit again")
@@ -171,6 +209,15 @@ def load_regressor(out, name, target=None):
     if name == "ensemble":
         return regressors.Ensemble([load_regressor(out, m, target) for m in state["members"]])
     return regressors.from_state(state)
+
+
+def check_regressor_name(path, state, name):
+    """A regressor's file holds its own name: lightgbm.json copied over gp.json must not be searched
+    and labelled gp."""
+    own = state.get("name") if isinstance(state, dict) else None
+    if own != name:
+        raise DataError(f"{path}: holds " + (f"a {own} regressor" if isinstance(own, str) else "no regressor of fit")
+                        + f", not {name} (copied or renamed?); run --stage fit --regressor {name} (or auto) again")
 
 
 def fitted_for(fit):
@@ -227,9 +274,8 @@ def read_target(args):
     if os.path.exists(regs) and not os.path.isdir(regs):
         raise DataError(f"{regs}: a file where fit keeps its regressors (a folder); move it away")
     os.makedirs(regs, exist_ok=True)
-    if spec == "all":  # say what "all" averaged: every metric of the table
-        shown = ", ".join(list(tw)[:12]) + (f", ... ({len(tw)} in all)" if len(tw) > 12 else "")
-        print(f"target all: the mean of {len(tw)} metric(s): {shown}")
+    if spec.split(",")[0] == "all":  # say what "all" averaged: every metric of the table, each named
+        describe_all(spec, tw, results)
     return results, spec, tw
 
 
@@ -250,7 +296,7 @@ def test_table(args, results, tw):
     """--test: a held-out table's weights and target (None, None without it)."""
     if not args.test:
         return None, None
-    test = Results(args.test)
+    test = Results(args.test, flags=("--test", None))
     if test.domains != results.domains:
         raise DataError(f"--test {args.test}: its domains ({', '.join(test.domains)}) differ from "
                         f"{results.path}'s ({', '.join(results.domains)})")
@@ -262,7 +308,8 @@ def cross_validate(args, singles, X, y, leaf, Y, several):
     """Out-of-fold predictions of every candidate, and the ensemble's members: those whose
     cross-validated R^2 is at least 0 (ensemble_members); the ensemble's prediction is their mean."""
     candidates = regressors.ensemble_names(several)
-    cv = predictions(singles, X, y, leaf=leaf, members=candidates, Y=Y)
+    say_budget(singles, X, Y)
+    cv = predictions(singles, X, y, leaf=leaf, members=candidates, Y=Y, verbose=True)
     members = list(candidates)
     if "ensemble" in cv:
         members = ensemble_members(cv, y, candidates)
@@ -287,6 +334,7 @@ def fit_record(args, results, spec, tw, y, measured, y_true, how, leaf, scores, 
     trust = trust_of(y, cv[chosen], args.seed)
     # would more proxies help? (one forest per metric is costly to refit: past 16 metrics the curve is LightGBM's)
     curve_of = chosen if chosen != "per_metric_lightgbm" or Y.shape[1] <= 16 else "lightgbm"
+    progress(f"learning curve of {curve_of} (25, 50, 75% of the runs)", X)
     curve = dict(top1_regret=top1_regret(y, cv[chosen]), learning_curve_of=curve_of,
                  learning_curve=learning_curve(curve_of, X, y, Y, args.min_data_in_leaf, members, cv_rho.get(curve_of)))
     # R^2 and MSE compare levels: on a held-out table of another scale (1M proxies -> 60M models) the
@@ -305,6 +353,7 @@ def fit_record(args, results, spec, tw, y, measured, y_true, how, leaf, scores, 
 
 def refit_all(out, singles, members, X, y, leaf, Y, fit):
     """Every regressor refitted on every usable run and saved (and the ensemble of `members`)."""
+    progress(f"refitting {', '.join(singles)} on every run", X)
     with regressors.one_blas_thread():
         models = {n: regressors.fit(n, X, y, leaf, Y=Y) for n in singles}
     for m in models.values():

@@ -497,7 +497,47 @@ def fit(name, X, y, min_data_in_leaf=None, to_score=False, Y=None, members=None)
 
 def fit_model(model, X, y, Y):
     """model.fit: the per-metric regressors, and an ensemble that may hold them, also take Y."""
+    X, y, Y = within_budget(model.name, X, y, Y)
     return model.fit(X, y, Y) if model.name in PER_METRIC + ("ensemble",) else model.fit(X, y)
+
+
+# One fit's cost grows with the runs, the gp's as runs^3: 10,000 runs x 100 domains would take one
+# gp fit hours. Past FIT_BUDGET (about 10 s of one core here) a regressor trains on a random subset
+# of the runs, never fewer than MIN_BUDGET_RUNS: the sweeps of the paper and Olmix (512 runs) fit
+# on every run, as before. regression.say_budget prints what was subsampled.
+FIT_BUDGET = 2e10
+MIN_BUDGET_RUNS = 600
+
+
+def fit_cost(name, n, D, M=1):
+    """Rough operations of one fit of `name` on n runs x D domains (M metrics), from what it does."""
+    p = D + D * (D + 1) // 2                 # the quadratic's features
+    law = 32 * 100 * n * (D + 2) ** 2        # starts x steps x the normal equations of the mixing law
+    forest = LGB_ROUNDS * 20 * n * D         # rounds x a histogram pass over runs x domains
+    return {"linear": n * D * D, "lightgbm": forest, "mixing_law": law, "quadratic": n * p * min(n, p),
+            "gp": 100 * n ** 3,               # L-BFGS's evaluations x a Cholesky and an inverse each
+            "per_metric_mixing_law": law + M * 30 * n * (D + 2) ** 2, "component_lightgbm": 2 * forest,
+            "per_metric_lightgbm": (M + 1) * forest}.get(name, 0)  # (an ensemble's members count alone)
+
+
+def max_runs(name, n, D, M=1):
+    """The most runs of n that `name` is trained on within FIT_BUDGET (n: all of them)."""
+    if n <= MIN_BUDGET_RUNS or fit_cost(name, n, D, M) <= FIT_BUDGET:
+        return n
+    lo, hi = MIN_BUDGET_RUNS, n  # the cost grows with the runs: the largest within the budget
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        lo, hi = (mid, hi) if fit_cost(name, mid, D, M) <= FIT_BUDGET else (lo, mid - 1)
+    return lo
+
+
+def within_budget(name, X, y, Y):
+    """(X, y, Y), or a random subset of max_runs rows of them (the same for the same number of runs)."""
+    m = max_runs(name, len(y), X.shape[1], 1 if Y is None else Y.shape[1])
+    if m == len(y):
+        return X, y, Y
+    idx = np.sort(np.random.default_rng(len(y)).choice(len(y), m, replace=False))
+    return X[idx], y[idx], None if Y is None else Y[idx]
 
 
 def forests(model):

@@ -10,10 +10,11 @@ target to fit in them.
 import csv
 import os
 import sys
+import warnings
 
 import numpy as np
 
-from data import DataError, read_csv, write_csv
+from data import DataError, check_header, read_csv, write_csv
 
 # never a weight or a metric (step, epoch: where in training another tool measured)
 META_COLUMNS = {"", "run", "name", "index", "seed", "tokens", "seconds", "failed", "step", "epoch",
@@ -35,21 +36,21 @@ class Results:
     are loss.<metric> like our validation losses. Weights are renormalised where a row sums to 1
     within 0.02 (rounded shares), an error otherwise."""
 
-    def __init__(self, path, metrics=None):
-        rows = self._read(path)
+    def __init__(self, path, metrics=None, flags=("--results", "--metrics")):
+        rows = self._read(path, flags[0])
         cols = list(rows[0])
         self.path = path
         if any(c.startswith("weight.") for c in cols):
             if metrics:
-                raise DataError(f"--metrics {metrics}: {path} already holds loss.<domain> columns; leave --metrics out")
+                raise DataError(f"{flags[1]} {metrics}: {path} already holds loss.<domain> columns; leave {flags[1]} out")
         else:
-            found = self._read(metrics) if metrics else None
+            found = self._read(metrics, flags[1]) if metrics else None
             if found is None and not any(c.startswith("train_the_") for c in cols):
                 raise DataError(f"{path}: no weight.<domain> or train_the_<domain> columns. If it holds one weight "
                                 "column per domain (as Olmix's ratios.csv), pass the measurements with --metrics FILE "
                                 "(joined on a 'run' or 'index' column); our own layout is run, weight.<domain>..., "
                                 "loss.<domain>...")
-            rows = self._other_layout(path, rows, metrics, found)
+            rows = self._other_layout(path, rows, metrics, found, flags)
         cols = list(rows[0])
         self.domains = [c[len("weight."):] for c in cols if c.startswith("weight.")]
         self.loss_domains = [c[len("loss."):] for c in cols if c.startswith("loss.")]
@@ -79,7 +80,7 @@ class Results:
             raise DataError(f"{path}: the weights of run {self.runs[i]} sum to {sums[i]:.4f}{percent}, not 1 (within 0.02)")
         self.X /= sums[:, None]
 
-    def _other_layout(self, path, rows, metrics, found):
+    def _other_layout(self, path, rows, metrics, found, flags=("--results", "--metrics")):
         """Another tool's table (and --metrics FILE) as our rows. Weights: the train_the_<domain>
         columns (the paper's train_the_pile_<domain>), else every numeric column of `path`; metrics:
         the other numeric columns, of --metrics where given; the paper's metric/the_pile_<d>_val_loss
@@ -108,12 +109,16 @@ class Results:
         prefix = "train_the_pile_" if weights and all(c.startswith("train_the_pile_") for c in weights) else "train_the_"
         weight_name = {c: c[len(prefix):] if c.startswith(prefix) else c for c in weights}
         metric_name = {c: paper_metric(c.removeprefix("metric:")) for c in names}
+        check_collisions(f"{flags[1]} {metrics}" if found is not None else path,
+                         {c.removeprefix("metric:"): n for c, n in metric_name.items()})
         key = "run" if "run" in rows[0] else "index" if "index" in rows[0] else None
         return [dict(run=r[key] if key else str(i), **{f"weight.{weight_name[c]}": r[c] for c in weights},
                      **{f"loss.{metric_name[c]}": r[c] for c in names}) for i, r in enumerate(rows)]
 
     @staticmethod
-    def _read(path):
+    def _read(path, flag=None):
+        if not os.path.exists(path) and flag in TABLE_REMEDIES:
+            raise DataError(f"{flag} {path}: no such file; {TABLE_REMEDIES[flag]}")
         if not os.path.exists(path):
             raise DataError(f"{path}: no such results table; run --stage proxy first, or pass --results")
         rows = read_csv(path)
@@ -150,11 +155,51 @@ class Results:
     def target_metrics(self, weights):
         """(X, y, L, runs): as target(), and the target's losses one column each (runs x metrics)."""
         L = self._floats("loss.", list(weights))
-        y = L @ np.array(list(weights.values()))
-        failed = np.array([bool(r.get("failed")) for r in self.rows]) | ~np.isfinite(y)
+        huge = too_large(self.path, L, self.runs, list(weights))
+        with np.errstate(over="ignore", invalid="ignore"):
+            y = L @ np.array(list(weights.values()))
+        failed = (np.array([bool(r.get("failed")) for r in self.rows]) | ~np.isfinite(y)) & ~huge
         if failed.any():
             print(f"warning: {self.path}: {int(failed.sum())} failed run(s) left out", file=sys.stderr)
+        failed |= huge
         return self.X[~failed], y[~failed], L[~failed], [r for r, f in zip(self.runs, failed) if not f]
+
+
+# where a table passed by another flag than --results is missing: what to do (each flag its own)
+TABLE_REMEDIES = {
+    "--metrics": "pass the table of each run's measurements (joined on run or index), or leave --metrics out",
+    "--test": "pass a held-out results table, or leave --test out for cross-validation",
+    "--ladder-results": "pass the large scale's results table (the same mixtures as --results, joined on run)",
+    "--ladder-metrics": "pass the large scale's measurements (as --metrics), or leave --ladder-metrics out",
+}
+
+# a loss beyond this is no measurement (a diverged run, a placeholder): its square overflows, and
+# with it every fit's variance and error (the gp's, cross-validation's MSE)
+MAX_LOSS = 1e150
+
+
+def too_large(path, L, runs, names):
+    """The runs (a mask) with a loss of the target beyond MAX_LOSS, said in one line: they are left
+    out, as failed runs are."""
+    with np.errstate(invalid="ignore"):
+        big = np.abs(L) > MAX_LOSS
+    rows = big.any(1)
+    if rows.any():
+        i, j = np.argwhere(big)[0]
+        print(f"warning: {path}: {int(rows.sum())} run(s) with a loss beyond {MAX_LOSS:g} left out (run {runs[i]}: "
+              f"{names[j]} {L[i, j]:g}); a diverged run or a placeholder, not a measurement", file=sys.stderr)
+    return rows
+
+
+def check_collisions(source, names):
+    """Two columns that become one name ({column: name}: the paper's metric/the_pile_pile_cc_val_loss
+    and a plain pile_cc) would leave one of them unused without a word."""
+    seen = {}
+    for col, name in names.items():
+        if name in seen:
+            raise DataError(f"{source}: columns '{seen[name]}' and '{col}' both name the metric '{name}'; keep one "
+                            "of them (or rename the other)")
+        seen[name] = col
 
 
 def paper_metric(name):
@@ -166,7 +211,8 @@ def paper_metric(name):
 
 def target_weights(spec, loss_domains, weight_domains, source):
     """--target as {domain: weight} summing to 1, and its canonical name: 'a' (one domain), 'a,b'
-    (their mean), 'a=0.7,b=0.3' (weighted), 'all' (the mean over every domain with a loss).
+    (their mean), 'a=0.7,b=0.3' (weighted), 'all' (the mean over every domain with a loss; 'all,-c':
+    all but c). A metric's name may hold ',' (lm-eval's acc,none=0.7,other=0.3: target_parts).
     Without --target: pile_cc (the paper's), else the single eval-only domain (a loss without a
     weight); else None, and the caller asks the user."""
     if spec is not None and not spec.strip():
@@ -178,10 +224,12 @@ def target_weights(spec, loss_domains, weight_domains, source):
             return None, None
     if spec == "all":
         return spec, {d: 1 / len(loss_domains) for d in loss_domains}
+    if spec.startswith("all,"):
+        return spec, all_except(spec, loss_domains, source)
     if spec in loss_domains:  # one metric, whose name may hold ',' or '=' (lm-eval's acc,none)
         return spec, {spec: 1.0}
     weights = {}
-    for part in spec.split(","):
+    for part in target_parts(spec, loss_domains):
         name, _, w = part.strip().partition("=")
         if name in weights:
             raise DataError(f"--target {spec}: '{name}' is named twice; name each domain once")
@@ -200,6 +248,67 @@ def target_weights(spec, loss_domains, weight_domains, source):
     return spec, {d: w / total for d, w in weights.items()}
 
 
+def target_parts(spec, loss_domains):
+    """--target's parts: split on ',' except inside a metric's own name (lm-eval's acc,none), so that
+    'acc,none=0.7,other=0.3' is acc,none and other. At each place the longest run of ','-pieces
+    that names a metric (alone, or before =WEIGHT) is one part; a piece that names none stays
+    alone, for target_weights to say so."""
+    pieces, parts, i = spec.split(","), [], 0
+    while i < len(pieces):
+        for j in range(len(pieces), i, -1):
+            part = ",".join(pieces[i:j])
+            name, eq, w = part.strip().rpartition("=")
+            if part.strip() in loss_domains or (eq and name in loss_domains and is_number(w)) or j == i + 1:
+                parts.append(part)
+                i = j
+                break
+    return parts
+
+
+def is_number(text):
+    try:
+        float(text)
+        return True
+    except ValueError:
+        return False
+
+
+def all_except(spec, loss_domains, source):
+    """--target all,-a,-b: the mean over every metric but a and b (a column that is no metric:
+    fit prints what `all` averages)."""
+    rest = spec[len("all,"):]
+    names = rest[1:].split(",-") if rest.startswith("-") else []
+    if not names or not all(names):
+        raise DataError(f"--target {spec}: after all, name the metrics to leave out as all,-NAME,-NAME")
+    unknown = [n for n in names if n not in loss_domains]
+    if unknown:
+        raise DataError(f"--target {spec}: no such metric '{unknown[0]}' in {source} to leave out (metrics: "
+                        f"{', '.join(loss_domains)})")
+    kept = [d for d in loss_domains if d not in names]
+    if not kept:
+        raise DataError(f"--target {spec}: every metric is left out; keep at least one")
+    return {d: 1 / len(kept) for d in kept}
+
+
+def describe_all(spec, tw, results):
+    """What --target all (or all,-NAME) averages, every name of it, and the columns whose values
+    sit far from the others' (a wall time, a count beside losses): a numeric column that is no
+    metric is averaged too unless it is left out."""
+    names = list(tw)
+    print(f"target {spec}: the mean of {len(names)} metric(s): {', '.join(names)}")
+    if len(names) < 3:
+        return
+    L = results._floats("loss.", names)
+    with warnings.catch_warnings():  # (an all-empty column's median is NaN, not news)
+        warnings.simplefilter("ignore")
+        size = np.nanmedian(np.abs(L), axis=0)
+    typical = np.nanmedian(size)
+    odd = [n for n, v in zip(names, size) if typical > 0 and (v > 100 * typical or v < typical / 100)]
+    if odd:
+        print(f"  note: {', '.join(odd)} sit(s) far from the others' values (around {typical:.3g}); if not a metric, "
+              f"leave it out: --target all,-{odd[0]}")
+
+
 def paper2csv(mixture_csv, loss_csv, out_csv):
     """The paper's release (index, train_the_pile_<d> ...; index, metric/the_pile_<d>_val_loss ...)
     -> this project's schema (run, weight.<d> ..., loss.<d> ...), joined on index. Without a loss
@@ -207,7 +316,9 @@ def paper2csv(mixture_csv, loss_csv, out_csv):
     released weights are rounded to 0.001 and sum to 1 only within 0.004)."""
     def read(path):
         with open(path, newline="") as f:
-            return {r["index"]: r for r in csv.DictReader(f)}
+            reader = csv.DictReader(f)
+            check_header(path, reader.fieldnames)  # (a column twice would convert as its last copy)
+            return {r["index"]: r for r in reader}
     for path in filter(None, (mixture_csv, loss_csv)):
         with open(path, newline="") as f:
             if "index" not in (csv.DictReader(f).fieldnames or []):

@@ -42,6 +42,7 @@ def plan(args, domains, h, device, target=None):
     mixtures = check_mixtures(path, domains)
     done = {int(r["run"]) for r in read_csv(results)} if os.path.exists(results) else set()
     done |= {int(m["run"]) for m in mixtures if os.path.exists(run_file(args.out, m["run"]))}
+    check_finished(args, h, domains, done)
     # this process's runs: run r belongs to shard r mod N (job arrays), split again among the ranks
     index, count = shard(args)
     index, count = index + count * rank, count * world
@@ -59,13 +60,15 @@ def plan(args, domains, h, device, target=None):
     return mine, f"rank {rank}" if ddp else f"shard {index}/{count}" if count > 1 else "proxy"
 
 
-def save_run(out, m, h, r, trainable, model=None):
-    """A finished run's file (and with --proxy-ckpt its weights, first: a run counts as done only
-    with them saved)."""
+def save_run(out, m, h, r, trainable, meta, model=None):
+    """A finished run's file, with the settings it was trained at (and with --proxy-ckpt its weights,
+    first: a run counts as done only with them saved)."""
+    from train import run_settings
     row = {"run": int(m["run"]), **{f"weight.{d}": m[f"weight.{d}"] for d in trainable},
            **{f"loss.{d}": f"{v:.6f}" for d, v in r["losses"].items()},
            "seed": h.seed, "tokens": r["tokens"], "seconds": f"{r['seconds']:.1f}", "failed": r["failed"],
-           "startup_seconds": r["startup_seconds"], "train_tokens_per_s": r["train_tokens_per_s"]}
+           "startup_seconds": r["startup_seconds"], "train_tokens_per_s": r["train_tokens_per_s"],
+           "settings": run_settings(h, meta)}  # (what check_finished compares a rerun's flags with)
     if model is not None:
         import torch
         tmp = f"{run_file(out, m['run'], '.pt')}.tmp{os.getpid()}"
@@ -105,8 +108,29 @@ def collect(out, domains):
             raise DataError(f"{run_path}: cannot read it ({e}); delete it to retrain that run") from None
         rows[int(row["run"])] = row
     rows = [rows[k] for k in sorted(rows)]
+    check_one_setting(path, rows)
     write_csv(path, rows, result_columns(domains))
     return rows
+
+
+def check_one_setting(path, rows):
+    """results.csv holds runs of one setting: a sweep continued with other flags before they were
+    checked (or shards of a job array given other ones) would be fitted as one. The finished runs
+    are compared by their recorded settings (train.run_settings) where both have them, else by
+    their tokens; failed runs stopped early and are left aside."""
+    from train import SETTING_FLAGS
+    done = [r for r in rows if not r.get("failed")]
+    for r in done[1:]:
+        a, b = done[0].get("settings"), r.get("settings")
+        differ = [k for k in a if k in b and a[k] != b[k]] if isinstance(a, dict) and isinstance(b, dict) else []
+        tokens = [str(x.get("tokens", "")) for x in (done[0], r)]
+        if differ or (all(t.isdigit() for t in tokens) and int(tokens[0]) != int(tokens[1])):
+            k = differ[0] if differ else None
+            what = ("other data" if k == "data" else f"{SETTING_FLAGS[k]} {a[k]} and {b[k]}" if k
+                    else f"{int(tokens[0]):,} and {int(tokens[1]):,} tokens")
+            raise DataError(f"{path}: runs {done[0]['run']} and {r['run']} were trained at other settings ({what}); a fit "
+                            "of both would mix them: move the run files of one setting to an --out of their own, "
+                            "and delete this table (--stage collect rebuilds it from the run files)")
 
 
 def check_results_schema(path, domains):
@@ -117,6 +141,54 @@ def check_results_schema(path, domains):
     if header and header != result_columns(domains):
         raise DataError(f"{path}: its columns do not match the domains of the data ({', '.join(domains.names)}); "
                         "it belongs to other data: use another --out")
+
+
+def finished(out, runs=None):
+    """(where, row) of each finished run of a sweep folder (of `runs`, ids; None: every one): its run
+    file where there is one (which records its settings), else its row of results.csv."""
+    results = os.path.join(out, "results.csv")
+    found = {r["run"]: (results, r) for r in read_csv(results)} if os.path.exists(results) else {}
+    for path in glob.glob(os.path.join(out, "runs", "run_*.json")):
+        try:
+            with open(path) as f:
+                row = json.load(f)
+            found[str(row["run"])] = (path, row)
+        except (OSError, ValueError, TypeError, KeyError):
+            continue  # collect names a broken run file
+    return [v for k, v in sorted(found.items()) if runs is None or k in {str(r) for r in runs}]
+
+
+def check_finished(args, h, domains, done):
+    """Finished runs are kept only where this command would train them alike: a sweep continued with
+    other flags (--steps 9 where its runs had 4) must not put runs of two settings in one
+    results.csv, nor the ladder's rungs mix scales. One line says which setting differs (run files
+    record them: train.run_settings; older ones are compared by their seed and tokens). The ladder's
+    rung at the sweep's scale must match the sweep's own runs too (args.same_as: the sweep's --out)."""
+    from train import SETTING_FLAGS, run_settings, settings_differ
+    settings = run_settings(h, domains.meta)
+    flags = dict(SETTING_FLAGS, **getattr(args, "setting_flags", {}))
+    checks = [(args.out, done, getattr(args, "rerun_remedy", None)
+               or "pass {flag} {old} to continue that sweep, or use another --out for runs at these settings")]
+    if getattr(args, "same_as", None):  # (first: the sweep's flags are the ones to pass)
+        checks.insert(0, (args.same_as, None, "the ladder trains the chosen, natural and uniform mixtures at the "
+                                              "sweep's own scale: pass {flag} {old} as the sweep did"))
+    for out, runs, remedy in checks:
+        for where, row in finished(out, runs):
+            differ = settings_differ(row, settings, h)
+            if differ is None:
+                continue
+            key, old, new = differ
+            flag, value = (("the flags", "of that sweep") if key == "tokens" else ("--data", "of that sweep")
+                           if key == "data" else (flags[key], old))
+            todo = remedy.replace("{flag}", flag).replace("{old}", str(value))  # (a path may hold braces)
+            if key == "tokens":
+                raise DataError(f"{where}: run {row['run']} trained {old:,} tokens, this command {new:,} (--steps x "
+                                f"--batch-size x --block-size); {todo}")
+            if key == "data":
+                raise DataError(f"{where}: run {row['run']} was trained on other data than --data {args.data} (another "
+                                f"corpus, or one prepared again); {todo}")
+            raise DataError(f"{where}: run {row['run']} was trained with {flags[key]} {old}, this command asks for "
+                            f"{new}; {todo}")
 
 
 def shard(args):

@@ -4,6 +4,8 @@ recipes, the learning-rate schedule, gradient accumulation, DDP, checkpoints and
 fixed validation windows. regmix.py runs it per stage.
 """
 import contextlib
+import hashlib
+import json
 import math
 import os
 import time
@@ -46,6 +48,40 @@ def hparams(args, stage):
     if h.batch_size % h.micro_batch_size:  # fail before any work; train_run checks again with the ranks
         raise DataError(f"--batch-size {h.batch_size} must be a multiple of --micro-batch-size {h.micro_batch_size}")
     return h
+
+
+# The settings of a proxy's run that its run file records (run_settings), and the flag that sets
+# each: a sweep continued with other flags must not mix runs of two settings in one results.csv.
+# (micro_batch_size only splits a step to fit a device's memory: machines may differ in it.)
+SETTING_FLAGS = dict(model="--model", steps="--steps", batch_size="--batch-size", block_size="--block-size",
+                     warmup="--warmup", lr="--lr", min_lr="--min-lr", eval_seqs="--eval-seqs",
+                     weight_decay="--weight-decay", grad_clip="--grad-clip", seed="--seed", dtype="--dtype", data="--data")
+
+
+def run_settings(h, meta):
+    """What decides a proxy's result, as its run file records it: the training settings of h and the
+    data (a fingerprint of its meta.json's tokenizer and domains: another corpus, or one prepared
+    again with other documents, differs)."""
+    tokenizer = {k: v for k, v in meta["tokenizer"].items() if k != "source"}  # (where it was read from: no matter)
+    text = json.dumps(dict(tokenizer=tokenizer, domains=meta["domains"]), sort_keys=True)
+    return dict({k: v for k, v in asdict(h).items() if k in SETTING_FLAGS},
+                data=hashlib.sha256(text.encode()).hexdigest()[:16])
+
+
+def settings_differ(row, settings, h):
+    """(setting, recorded, asked) for the first setting in which a finished run (its run file or its
+    row of results.csv) differs from `settings` (run_settings), else None. What a run recorded before
+    the settings were (older run files, rows of results.csv) is compared as far as it goes: its seed,
+    and its tokens unless it failed (a failed run stopped early)."""
+    recorded = row.get("settings")
+    if isinstance(recorded, dict):
+        return next(((k, recorded[k], v) for k, v in settings.items() if k in recorded and recorded[k] != v), None)
+    if str(row.get("seed", "")).lstrip("-").isdigit() and int(row["seed"]) != h.seed:
+        return "seed", int(row["seed"]), h.seed
+    tokens = h.steps * h.batch_size * h.block_size
+    if not row.get("failed") and str(row.get("tokens", "")).isdigit() and int(row["tokens"]) != tokens:
+        return "tokens", int(row["tokens"]), tokens
+    return None
 
 
 # -----------------------------------------------------------------------------
@@ -315,7 +351,31 @@ def load_checkpoint(path, device):
     if missing or unknown:
         raise DataError(f"{path}: its model config " + (f"lacks {', '.join(missing)}" if missing else
                         f"has unknown keys {', '.join(unknown)}") + ": not a checkpoint of this project's model")
+    check_weights(path, ck)
     return ck
+
+
+def check_weights(path, ck):
+    """The checkpoint's tensors must be those its config describes, name and shape: an embedding of
+    the wrong shape would be exported without a word (and transformers then refuse the folder) or
+    crash --resume inside load_state_dict. The model is built on the meta device: shapes, no memory."""
+    try:
+        with torch.device("meta"):
+            want = {k: tuple(v.shape) for k, v in GPT(ModelConfig(**ck["config"])).state_dict().items()}
+    except (TypeError, ValueError, RuntimeError) as e:
+        raise DataError(f"{path}: its model config cannot build a model ({e}): not a checkpoint of this project's "
+                        "model, or edited") from None
+    model = ck["model"] if isinstance(ck["model"], dict) else {}
+    for name, shape in want.items():
+        have = model.get(name)
+        if not isinstance(have, torch.Tensor) or tuple(have.shape) != shape:
+            got = f"shape {tuple(have.shape)}" if isinstance(have, torch.Tensor) else "no tensor"
+            raise DataError(f"{path}: {name} has {got}, its config says {shape}: the checkpoint is corrupt or was "
+                            "edited; restore it, or train again")
+    extra = sorted(set(model) - set(want))
+    if extra:
+        raise DataError(f"{path}: holds {extra[0]}, which its model config has no place for: not a checkpoint of this "
+                        "project's model, or edited")
 
 
 def resume_from(o, h, raw, opt, batches, device, rank, world):
@@ -327,11 +387,18 @@ def resume_from(o, h, raw, opt, batches, device, rank, world):
     if ck.get("hparams") != asdict(h) or ck.get("weights") != list(map(float, batches.p)):
         raise DataError(f"{o.ckpt_path} was trained with other settings or another mixture; "
                         "use the same flags, or another --name / --out")
+    if ck["config"] != asdict(raw.cfg):  # the same flags on other data (another vocabulary): another model
+        raise DataError(f"{o.ckpt_path} holds a model of another shape than these flags build on this data (another "
+                        "--data or vocabulary?); use the data it was trained on, or another --name / --out")
     if len(ck["data_rng"]) != world:
         raise DataError(f"{o.ckpt_path} was written by {len(ck['data_rng'])} rank(s); resume it with as many, not {world}")
     raw.load_state_dict(ck["model"])
-    opt.load_state_dict(ck["optimizer"])
-    batches.load_state(ck["data_rng"][rank])
+    try:  # (the model's tensors were checked on load; these are the rest a hand or a bad copy may break)
+        opt.load_state_dict(ck["optimizer"])
+        batches.load_state(ck["data_rng"][rank])
+    except (KeyError, IndexError, TypeError, ValueError) as e:
+        raise DataError(f"{o.ckpt_path}: its optimizer or batch state does not fit this run ({type(e).__name__}: "
+                        f"{str(e).splitlines()[0][:100]}); restore it, or delete it to start over") from None
     if o.log_path and rank == 0:
         with open(o.log_path) as f:
             lines = f.readlines()
