@@ -30,7 +30,7 @@ import numpy as np
 
 from data import DataError, atomic_write_json
 
-SAMPLE = 20_000     # documents the clustering is fitted on (README: why this many)
+SAMPLE = 20_000     # documents the clustering is fitted on (docs/prepare.md: why this many)
 VOCAB = 2 ** 16     # most frequent words of the sample kept as TF-IDF features
 BATCH = 1024        # documents vectorised at once in the assigning pass
 TERMS = 8           # describing terms per cluster in meta.json

@@ -368,7 +368,7 @@ def main(argv=None):
     p.add_argument("--skip", nargs="+", default=[], metavar="NAME", help="domains to leave out entirely")
     p.add_argument("--tokenizer", default="gpt2", metavar="gpt2|FILE",
                    help="gpt2 (GPT-2's BPE, offline; the default) or a Hugging Face tokenizer.json, e.g. the paper's "
-                        "GPT-NeoX tokenizer (see README)")
+                        "GPT-NeoX tokenizer (docs/prepare.md)")
     p.add_argument("--eot-token", default=None, metavar="TOKEN",
                    help="end-of-document token of a tokenizer.json (default: eos_token of the tokenizer_config.json "
                         "beside it, else <|endoftext|>, <|end_of_text|>, </s> or <eos> if it has one)")

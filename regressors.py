@@ -16,7 +16,8 @@ Each has fit(X, y) -> self (the per-metric ones, and the ensemble, also take the
 columns Y), predict(X) and state(), the JSON-able dict that from_state() turns back into the same
 model (LightGBM keeps its own text format). For a target over several metrics the ensemble also
 averages the two per-metric regressors. Smooth models rank large models well from few runs;
-LightGBM ranks held-out proxies best once there are hundreds (README).
+LightGBM ranks held-out proxies best once there are hundreds (docs/fit.md: the released sweeps, each
+with its command).
 """
 import sys
 import threading
@@ -34,7 +35,7 @@ LGB_PARAMS = dict(objective="regression", boosting="gbdt", learning_rate=1e-2, s
                   deterministic=True, num_threads=1)
 LGB_ROUNDS = 1000
 SINGLE = ("lightgbm", "linear", "mixing_law", "quadratic", "gp")
-ENSEMBLE = ("lightgbm", "mixing_law", "quadratic", "gp")  # linear is dominated by quadratic (README)
+ENSEMBLE = ("lightgbm", "mixing_law", "quadratic", "gp")  # (linear is quadratic without the products)
 NAMES = SINGLE + ("ensemble",)
 
 
@@ -53,7 +54,7 @@ def import_lightgbm():
     """lightgbm, imported without scikit-learn and pandas. Where those are installed (scikit-learn
     is, for prepare.py --cluster), `import lightgbm` loads both, for its scikit-learn estimators and
     its DataFrame input, which we never use: 2 s of every fit and simulate on our 2-core machine, a
-    sixth of simulate (README). A None in sys.modules makes an import fail (Python's documented
+    sixth of simulate (python -X importtime shows it). A None in sys.modules makes an import fail (Python's documented
     way); the two entries are removed again at once, so a later `import sklearn` works as usual.
     Whoever wants LightGBM's scikit-learn estimators too imports lightgbm before this runs."""
     with _IMPORTING:  # bootstrap's threads may ask at once
@@ -127,7 +128,7 @@ class MixingLaw:
     They minimise it by L-BFGS; here every start takes Levenberg-Marquardt steps at once, the
     Huber loss written as least squares with weights min(1, delta/|r|) (its gradient exactly). On
     48 of the paper's runs this reaches a lower loss in ~0.1 s than 32 L-BFGS runs do in their 500
-    iterations each (~3 s: every one stops at the limit, README). The best start settled within
+    iterations each (~3 s: every one stops at the limit; docs/fit.md's table of regressors). The best start settled within
     50 steps in every fit we tried (the paper's 512 runs, 48 of them, bootstrap resamples): 100
     is the cap."""
     name = "mixing_law"
@@ -311,7 +312,7 @@ class GaussianProcess:
 
 class Ensemble:
     """The plain mean of its members' predictions: on small sweeps it beats choosing one member
-    by cross-validation, whose rho is too noisy at ~40 runs to choose by (README)."""
+    by cross-validation, whose rho is too noisy at ~40 runs to choose by (docs/fit.md)."""
     name = "ensemble"
 
     def __init__(self, members):
@@ -333,12 +334,13 @@ class Ensemble:
 
 class PerMetricMixingLaw:
     """One mixing law per metric of a target over several (Olmix fits one regressor per metric,
-    and on its 64-domain sweep that beats one fit of the mean, README). Each law is fitted to its
+    as Olmix does). Each law is fitted to its
     metric's column of Y (weight x metric, positive: regression.metric_columns); the target is their
     sum, plus the constant that --maximize's orientation leaves. Each metric's fit starts from the
     law of the whole target alone, at most 30 steps: one fit with the mixing law's own 32 random
     starts took 2.4 s per metric on Olmix's 512 runs x 64 domains, and 2 random starts besides the
-    warm one lowered CV rho on both of Olmix's sweeps (README)."""
+    warm one lowered CV rho on both of Olmix's sweeps when this was written; docs/fit.md has the current
+    figures with their commands)."""
     name = "per_metric_mixing_law"
 
     def __init__(self, params=None, offset=0.0, top=None):
@@ -383,7 +385,8 @@ class ComponentLightGBM:
     most (their first principal component across the runs) and the rest, and each part gets its own
     forest. The split is exact (the parts sum to the target on every run), and each part is a
     simpler function of the weights than their sum: CV rho 0.962 against the pooled forest's 0.955
-    on Olmix's 127 runs x 24 domains, 0.901 against 0.854 on its 512 x 64 (README)."""
+    on Olmix's sweeps when this was written; docs/fit.md's table has what fit chooses on each today, with
+    the command)."""
     name = "component_lightgbm"
     COMPONENTS = 1  # 2 or 3 (and the rest) did no better on either sweep, at one forest more each
 
@@ -418,7 +421,7 @@ class ComponentLightGBM:
 class PerMetricLightGBM:
     """One forest per metric of a target over several, their predictions summed (as Olmix fits
     them). On the paper's 512 1M runs, --target all (the mean of its validation losses), it ranks
-    the 256 held-out runs better than one forest of the mean (README: fit). Many forests are slow
+    the 256 held-out runs better than one forest of the mean (docs/fit.md's table). Many forests are slow
     to score a million candidates with, so a search is screened: one forest of the whole target
     ranks every candidate, and only its best SCREEN_KEEP get every metric's forest; the others
     score +inf (never chosen). Predictions of fewer rows are always every forest's."""
@@ -469,7 +472,7 @@ ENSEMBLE_PER_METRIC = (PerMetricMixingLaw.name, ComponentLightGBM.name)  # the e
 
 def ensemble_names(several=False):
     """The ensemble's members: with a target over several metrics, the per-metric regressors too
-    (on Olmix's 127 x 24 sweep CV rho 0.967 against 0.958 without them; README)."""
+    (on Olmix's 127 x 24 sweep they raised the ensemble's CV rho when this was written)."""
     return ENSEMBLE + (ENSEMBLE_PER_METRIC if several else ())
 
 
@@ -503,10 +506,10 @@ def fit_model(model, X, y, Y):
 
 # One fit's cost grows with the runs, the gp's as runs^3: 10,000 runs x 100 domains would take one
 # gp fit hours. Past FIT_BUDGET (about 10 s of one core here) a regressor trains on a random subset
-# of the runs, never fewer than MIN_BUDGET_RUNS: the sweeps of the paper and Olmix (512 runs) fit
+# of the runs, never fewer than MIN_BUDGET_RUNS: the sweeps of the paper (512, 768) and Olmix (512) fit
 # on every run, as before. regression.say_budget prints what was subsampled.
 FIT_BUDGET = 2e10
-MIN_BUDGET_RUNS = 600
+MIN_BUDGET_RUNS = 800  # (so that the 768 released 1M runs of the paper fit whole, as bench/rounds.py's oracle always did)
 
 
 def fit_cost(name, n, D, M=1):
@@ -551,7 +554,7 @@ def forests(model):
 def one_blas_thread():
     """Fits are small problems (hundreds of runs x tens of domains): BLAS's threads there only
     wait for each other, spinning, and beside other work they stall. One L-BFGS run of the mixing
-    law took 2.3 s on default threads and 0.024 s on one, on a busy 2-core machine (README). Fits
+    law took a hundred times longer on default threads than on one, on a busy 2-core machine. Fits
     and searches run inside this; the 1,000,000-candidate predictions keep BLAS's threads."""
     from threadpoolctl import threadpool_limits
     return threadpool_limits(limits=1, user_api="blas")

@@ -212,7 +212,7 @@ def shard(args):
 def cpu_layout(args, device, ddp):
     """(processes, threads each) for a sweep on this machine. On CPU, one single-threaded process
     per core: faster than one process with a thread per core, and it does not collapse beside
-    other work, where OpenMP threads wait for each other (README, bench/proxy_layouts.py). A
+    other work, where OpenMP threads wait for each other (bench/proxy_layouts.py, docs/stages.md). A
     user's OMP_NUM_THREADS sets the threads per process; --workers the processes."""
     import torch
     if device.type != "cpu" or ddp:
