@@ -70,9 +70,10 @@ def on_grid(w, minimum=2e-4):
     return w / w.sum(-1, keepdims=True)
 
 
-def load_prior(path, meta, names, X=None):
+def load_prior(path, meta, names, X=None, groups=None):
     """The prior over `names`: --prior (a JSON of domain -> share, or `uniform`), else the data's
-    meta.json, else (no data: another tool's sweep) the runs' mean weights, said in one line."""
+    meta.json, else (no data: another tool's sweep) the runs' mean weights, said in one line.
+    groups: reused virtual domains among `names` (reuse.py), whose share is their members' sum."""
     if path == "uniform":
         return np.full(len(names), 1 / len(names))
     if path:
@@ -88,6 +89,9 @@ def load_prior(path, meta, names, X=None):
     else:
         raise DataError("no prior: pass --prior FILE (JSON domain -> share), --prior uniform, or a --data folder "
                         "with meta.json")
+    if groups:  # a virtual domain (reuse.py): its members' shares summed, where the source has them
+        prior = dict(prior, **{g: sum(float(prior[m]) for m in ms) for g, ms in groups.items()
+                               if g not in prior and all(m in prior for m in ms)})
     missing = [d for d in names if d not in prior]
     if missing:
         raise DataError(f"{source}: no share for '{missing[0]}' (a domain of the fitted results): pass --prior FILE "
@@ -183,8 +187,8 @@ def read_rounds(path):
 
 
 def stage_mixtures(args, domains=None):
-    """The first round: write OUT/mixtures.csv, or check that the one already there begins with the
-    mixtures these settings make. Works from --prior alone, without a --data folder."""
+    """The paper's step 2: N random mixtures around the prior, written to OUT/mixtures.csv (or
+    checked against the file already there). Works from --prior alone, without a --data folder."""
     if domains is not None:
         names = domains.trainable
     elif args.prior:
@@ -192,17 +196,24 @@ def stage_mixtures(args, domains=None):
     else:
         raise DataError(f"{args.data}: no meta.json; prepare the data, or pass --prior FILE (JSON domain -> share)")
     prior = load_prior(args.prior, domains.meta if domains is not None else None, names)
+    if args.reuse:  # beyond the paper: a sweep over a reused mixture and the new domains (reuse.py)
+        import reuse
+        return reuse.stage_mixtures(args, names, prior)
     n = round_sizes(n_mixtures(args.n_mixtures, args.model), args.rounds)[0]
-    w = sample_mixtures(prior, n, seed=args.seed)
-    cols = mixture_columns(names)
-    rows = mixture_rows(names, w, 0, 1)
+    rows = mixture_rows(names, sample_mixtures(prior, n, seed=args.seed), 0, 1)
     path = os.path.join(args.out, "mixtures.csv")
+    write_first_round(path, rows, mixture_columns(names))
+    print(f"{n} mixtures over {len(names)} domains -> {path}" + (f" (round 1 of {args.rounds})" if args.rounds > 1 else ""))
+    return rows
+
+
+def write_first_round(path, rows, cols):
+    """mixtures.csv with these rows; where it exists (a rerun, a resumed sweep), its first round must
+    be them."""
     if os.path.exists(path):
         first = [{c: r.get(c) for c in cols} for r in read_rounds(path) if r["round"] == "1"]
         if first != rows:
-            raise DataError(f"{path} was made from other data or settings (--n-mixtures, --rounds, --seed, --prior); "
-                            "delete it or use another --out")
+            raise DataError(f"{path} was made from other data or settings (--n-mixtures, --rounds, --seed, --prior, "
+                            "--reuse); delete it or use another --out")
     else:
         write_csv(path, rows, cols)
-    print(f"{n} mixtures over {len(names)} domains -> {path}" + (f" (round 1 of {args.rounds})" if args.rounds > 1 else ""))
-    return rows

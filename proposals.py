@@ -14,6 +14,7 @@ import numpy as np
 
 import regression
 import regressors
+import reuse
 from constraints import Constraints, concentration, search_space
 from data import DataError, usable_cores, write_csv
 from mixtures import DEFAULT_DATA, dirichlet, mixture_columns, mixture_rows, on_grid, read_rounds
@@ -59,8 +60,10 @@ def stage_next(args, domains=None, m=None):
         raise DataError(f"--next {m}: at most {MAX_NEXT} mixtures a round (each is proposed by its own "
                         "refit of the regressor); train them, fit, and ask for more")
     fit = regression.read_fit(args.out)
-    names = fit["domains"]
-    if domains is not None and sorted(names) != sorted(domains.trainable):
+    names = fit["domains"]  # (with mixture reuse: the columns, a virtual domain among them; reuse.py)
+    grouping = reuse.of_fit(fit, Constraints.from_args(args))
+    leaves = grouping.leaves(names) if grouping is not None else names  # what mixtures.csv weighs
+    if domains is not None and sorted(leaves) != sorted(domains.trainable):
         if args.data != DEFAULT_DATA:
             raise DataError(f"{args.out}/fit.json was fitted on domains {', '.join(names)}, but {args.data} trains "
                             f"{', '.join(domains.trainable)}: use the --data of that fit, or fit again")
@@ -81,20 +84,22 @@ def stage_next(args, domains=None, m=None):
                         f"{', ...' if len(pending) > 5 else ''}): train them (--stage proxy), then fit, then ask for more")
     r = max((int(x["round"]) for x in rows), default=1) + 1
     prior, _, cap = search_space(names, X, domains.meta if domains is not None else None,
-                                 Constraints.from_args(args), proxy_range=False)
+                                 Constraints.from_args(args), proxy_range=False, grouping=grouping)
     c, _ = concentration(prior, cap, np.random.default_rng([args.seed, r, 2]))  # as simulate draws them
     cand = dirichlet(c * prior, np.random.default_rng([args.seed, r]), PROPOSAL_CANDIDATES)
     cand = cand[(cand <= cap + 1e-12).all(1)]
     if len(cand) < m:
         raise DataError(f"only {len(cand)} candidates within the constraints for --next {m}; relax them "
                         "(--no-bound, --extrapolate, --max-epochs)")
-    written = np.array([[float(x.get(f"weight.{d}") or 0) for d in names] for x in rows]).reshape(-1, len(names))
+    written = np.array([[float(x.get(f"weight.{d}") or 0) for d in leaves] for x in rows]).reshape(-1, len(leaves))
+    if grouping is not None:
+        written = grouping.collapse(written, leaves, names)
     taken = np.vstack([X, written])  # every run with a result, and every mixture of the file
     name = fit["chosen"] if args.regressor == "auto" else args.regressor
     w = propose(name, X, y, fit["min_data_in_leaf"], cand, m, [args.seed, r, 1], taken, Y, fit.get("ensemble_members"))
     ids = [int(x) for x in results.runs + [x["run"] for x in rows] if x.lstrip("-").isdigit()]
     start = max(max(ids, default=-1) + 1, len(results.runs))  # beyond every run id, numeric or not
-    new = mixture_rows(names, w, start, r)
+    new = mixture_rows(leaves, w if grouping is None else reuse.to_leaves(grouping, w, names, leaves), start, r)
     # no lock (they fail on parallel file systems): a claim on the round, made atomically, and the
     # file read again under it, so that two --next at once never give one run id two mixtures
     claim = os.path.join(args.out, f".next_round_{r}")
@@ -107,7 +112,7 @@ def stage_next(args, domains=None, m=None):
         if read_rounds(path) != rows:
             raise DataError(f"{path}: another --stage mixtures --next wrote round {r} meanwhile; nothing of this one "
                             "was written: train that round, fit, then ask again")
-        write_csv(path, rows + new, mixture_columns(names))
+        write_csv(path, rows + new, mixture_columns(leaves))
     finally:
         os.close(fd)
         os.remove(claim)

@@ -8,7 +8,7 @@ RegMix: data mixture as regression (Liu et al., ICLR 2025), one stage at a time.
     python regmix.py --stage simulate     # best of 1M predicted mixtures      -> out/mixture.json
     python regmix.py --stage train --model 1b --mixture out/mixture.json      # the target model
     python regmix.py --stage all          # mixtures -> proxy -> fit -> simulate
-    python regmix.py --stage all --rounds 4           # the same budget in rounds (README: search in rounds)
+    python regmix.py --stage all --rounds 4           # the same budget in rounds (docs/rounds.md)
     python regmix.py --stage mixtures --next M        # after a fit: M mixtures it proposes, a new round
     python regmix.py --stage compare      # train on the chosen and the natural mixture, measure both
 
@@ -26,7 +26,7 @@ import time
 from dataclasses import asdict
 
 # PyTorch's OpenMP threads spin-wait for each other; beside other work every parallel region then
-# stalls (README, bench/proxy_layouts.py). Passive waiting must be chosen before torch loads OpenMP;
+# stalls (bench/proxy_layouts.py measures it). Passive waiting must be chosen before torch loads OpenMP;
 # a user's own OMP_WAIT_POLICY wins.
 os.environ.setdefault("OMP_WAIT_POLICY", "passive")
 
@@ -37,6 +37,7 @@ import regression  # noqa: E402
 import search  # noqa: E402
 import sweep  # noqa: E402
 import regressors  # noqa: E402
+import reuse  # noqa: E402
 from data import (DataError, atomic_write_json, atomic_write_text, check_block_size, make_dir, mixture_vector,  # noqa: E402
                   open_domains, read_mixture)
 from mixtures import DEFAULT_DATA, n_mixtures, read_rounds, round_sizes, stage_mixtures  # noqa: E402
@@ -163,7 +164,11 @@ def summary(args):
 
 
 def stage_compare(args, domains):
-    """Train the same model for the same tokens on the chosen, natural and uniform mixtures."""
+    """Train the same model for the same tokens on the chosen mixture and on its rivals (baselines.py):
+    natural, uniform, UniMax for this run's tokens, the best proxy run and, where the target is a
+    trained domain, the target alone. A mixture equal to an earlier one is not trained again."""
+    from baselines import unimax
+    from train import hparams
     path = os.path.join(args.out, "mixture.json")
     if not os.path.exists(path):
         raise DataError(f"{path}: not found; run --stage all (or fit and simulate) first")
@@ -173,10 +178,23 @@ def stage_compare(args, domains):
     if mix.get("maximize") or any(d not in domains.names for d in tw):
         raise DataError(f"{path}: its target ({target}) is not a validation loss of {args.data}; compare measures "
                         "those. Train the chosen mixture (--stage train) and score it with your evaluation (--stage eval)")
-    runs = {"regmix": mix["weights"], "natural": domains.meta["prior"],
-            "uniform": {d: 1.0 for d in domains.trainable}}
-    measured = {}
+    h = hparams(args, "train")
+    tokens = [domains.meta["domains"][d]["train_tokens"] for d in domains.trainable]
+    runs = {"regmix": mix["weights"], "natural": domains.meta["prior"], "uniform": {d: 1.0 for d in domains.trainable},
+            "unimax": dict(zip(domains.trainable, unimax(tokens, h.steps * h.batch_size * h.block_size,
+                                                         args.max_epochs).tolist()))}
+    best = (mix.get("baselines") or {}).get("best proxy run")
+    if best and set(best["weights"]) <= set(domains.trainable):
+        runs["best_run"] = best["weights"]
+    if len(tw) == 1 and target in domains.trainable:
+        runs["target_alone"] = {target: 1.0}
+    measured, seen = {}, {}
     for name, w in runs.items():
+        same = tuple(np.round(mixture_vector(w, domains.trainable, domains.names, name), 9))
+        if same in seen:  # (UniMax is uniform where every domain has tokens enough)
+            measured[name] = measured[seen[same]]
+            continue
+        seen[same] = name
         eval_path = os.path.join(args.out, f"compare_{name}", "eval.json")
         if not os.path.exists(eval_path):  # each finished run is kept; a rerun skips it
             args.resume = os.path.exists(os.path.join(args.out, f"compare_{name}", "ckpt.pt"))
@@ -192,8 +210,18 @@ def stage_compare(args, domains):
     atomic_write_json(os.path.join(args.out, "compare.json"), dict(target=target, target_weights=tw, runs=res))
     print(f"\nmeasured {target} validation loss after the same training ({args.out}/compare.json):")
     for n, r in res.items():
-        print(f"  {n:<8} {r['target_loss']:.4f}")
+        print(f"  {n:<12} {r['target_loss']:.4f}" + (f"  (the same mixture as {seen_as(n, runs, seen, domains)})"
+                                                      if seen_as(n, runs, seen, domains) else ""))
     return res
+
+
+def sweep_size(args, domains):
+    """The proxies of --stage all, every round together: --n-mixtures, or the recipe's; with --reuse,
+    the reuse sweep's default for its columns (reuse.py)."""
+    grouping = reuse.load(args.out) if args.reuse else None
+    if grouping is not None:
+        return reuse.sweep_size(args, len(grouping.columns(domains.trainable)))
+    return n_mixtures(args.n_mixtures, args.model)
 
 
 def check_compare_settings(eval_path, ev, args):
@@ -205,6 +233,12 @@ def check_compare_settings(eval_path, ev, args):
     if key:
         raise DataError(f"{eval_path} was trained with {SETTING_FLAGS[key]} {old[key]}, this command asks for {h[key]}; "
                         f"pass the same flags, or delete {os.path.dirname(eval_path)} to retrain it")
+
+
+def seen_as(name, runs, seen, domains):
+    """The earlier run of compare that trained this run's mixture, or None."""
+    first = seen[tuple(np.round(mixture_vector(runs[name], domains.trainable, domains.names, name), 9))]
+    return None if first == name else first
 
 
 def stage_export(args, domains):
@@ -261,6 +295,15 @@ def get_args(argv=None):
                    help="mixtures: append M mixtures proposed by OUT/fit.json to OUT/mixtures.csv as a new round "
                         "(new run ids); train them with --stage proxy, then fit again. Uses simulate's --prior and "
                         "constraints; works without --data")
+
+    g = p.add_argument_group("reuse (reuse.py: a new mixture after the domain set changes, from a fraction of the proxies)")
+    g.add_argument("--reuse", default=None, metavar="FILE",
+                   help="an earlier mixture.json, or Olmix's {virtual: {domain: ratio}}: its domains still in --data "
+                        "sweep as one virtual domain at their old ratios, new domains free (mixtures, fit, simulate, "
+                        "all; default sweep size: 3 runs per column, at least 16)")
+    g.add_argument("--unfreeze", default=None, metavar="A,B",
+                   help="with --reuse: old domains to take out of the virtual domain and sweep freely (those a change "
+                        "touches)")
 
     g = p.add_argument_group("training (proxy and train; each default: proxy's, train's)")
     g.add_argument("--steps", type=int, default=None, help="optimizer steps per run (1000, 25000; tiny: 20, 300)")
@@ -330,7 +373,7 @@ def get_args(argv=None):
     g.add_argument("--test", default=None, help="a held-out results table; without it, 5-fold cross-validation")
     g.add_argument("--regressor", default="auto", choices=["auto", *regressors.NAMES, *regressors.PER_METRIC],
                    help="the regressor to fit and choose (auto: fit all, choose by cross-validated Spearman, "
-                        "see README); simulate: the one to search (auto: the one fit chose)")
+                        "docs/fit.md); simulate: the one to search (auto: the one fit chose)")
     g.add_argument("--min-data-in-leaf", type=int, default=None,
                    help="LightGBM's min_data_in_leaf (default: the paper's 20 from 120 runs and 10 per domain on, "
                         "5 below, where 20-row leaves leave trees almost no split)")
@@ -342,8 +385,16 @@ def get_args(argv=None):
                    "(default: the data's meta.json prior)")
     g.add_argument("--bound", action=argparse.BooleanOptionalAction, default=True,
                    help="keep candidates within 15x the prior, as --stage mixtures draws them (default: on)")
+    g.add_argument("--pick", default="vouched", choices=["vouched", "paper"],
+                   help="vouched (default): an answer the runs vouch for: searched within the trust region (near a "
+                        "run), the best run judged by what it measured, the best run where the fit is not trusted "
+                        "(docs/simulate.md); paper: the paper's pick (each weight within the runs' range, every "
+                        "rival judged by prediction)")
     g.add_argument("--extrapolate", action="store_true",
-                   help="let weights exceed the largest weight any proxy run had (default: stay within them)")
+                   help="search anywhere, beyond the runs: no trust region (nor, with --pick paper, the runs' range)")
+    g.add_argument("--kl", type=float, default=0.0, metavar="LAMBDA",
+                   help="move the answer toward the prior while the predicted loss + LAMBDA x KL(w || prior) falls "
+                        "(Olmix ships 0.05, Marin 0.025; default 0: the search's own answer)")
     g.add_argument("--target-tokens", type=int, default=None,
                    help="tokens of the target run; with --max-epochs, caps each domain at "
                         "max-epochs x its training tokens / target-tokens")
@@ -440,8 +491,10 @@ def main(argv=None):
             stage_train(args, domains)
         elif args.stage == "all":
             t0 = time.time()
+            if args.reuse and reuse.removal_only(args, domains):  # nothing new to sweep: the old mixture, renormalised
+                return
             stage_proxy(args, domains)
-            sizes = round_sizes(n_mixtures(args.n_mixtures, args.model), args.rounds)
+            sizes = round_sizes(sweep_size(args, domains), args.rounds)
             for r, m in enumerate(sizes[1:], start=2):
                 # a round's proposals are written before it trains: a killed run resumes the same round
                 if not any(x["round"] == str(r) for x in read_rounds(os.path.join(args.out, "mixtures.csv"))):

@@ -21,6 +21,7 @@ import time
 import numpy as np
 
 import regressors
+import reuse
 from data import DataError, atomic_write_json, read_csv, read_json
 from results import Results, describe_all, paper2csv, target_weights
 
@@ -276,6 +277,11 @@ def read_target(args):
     os.makedirs(regs, exist_ok=True)
     if spec.split(",")[0] == "all":  # say what "all" averaged: every metric of the table, each named
         describe_all(spec, tw, results)
+    grouping = reuse.of_sweep(args, results.domains)  # a reuse sweep's columns (reuse.py), or None
+    if grouping is not None:
+        results.collapse(grouping)
+        print(f"reuse: fitted on {len(results.domains)} columns ({', '.join(grouping.groups)} for the reused domains, "
+              f"at their old ratios)")
     return results, spec, tw
 
 
@@ -341,12 +347,16 @@ def fit_record(args, results, spec, tw, y, measured, y_true, how, leaf, scores, 
     # losses sit elsewhere (mean shifted by more than 2 sd of the training runs') and only ranks compare
     levels = not args.test or abs(y_true.mean() - measured.mean()) <= 2 * measured.std()
     fit = dict(target=spec, target_weights=tw, n_train=len(y), n_test=len(y_true), evaluation=how,
+               cv_rmse=float(np.sqrt(np.mean((y - cv[chosen]) ** 2))),  # the fit's own error, out of fold
+               cv_predictions=[float(v) for v in cv[chosen]],  # each run's, out of fold: simulate's local errors
                domains=results.domains, min_data_in_leaf=leaf, regressors=scores, cv_spearman=cv_rho, chosen=chosen,
                results=results.path, metrics=args.metrics, runs=results.runs,
                tables=table_paths(args.out, results.path, args.metrics), maximize=bool(args.maximize), ceiling=ceiling,
                trust=trust, levels_comparable=bool(levels), **curve)
     if ensemble:
         fit["ensemble_members"] = members
+    if getattr(results, "reuse", None) is not None:  # the grouping of a reuse sweep, for simulate
+        fit["reuse"] = results.reuse.record()
     fit.update({n: scores[n] for n in ("lightgbm", "linear") if n in scores})  # the keys fit.json always had
     return fit
 
@@ -426,7 +436,8 @@ def fitted_results(fit, out):
             return fallback
         return os.path.join(out, entry["in_out"]) if "in_out" in entry else entry["absolute"]
     tables = fit.get("tables") or {}
-    return Results(path(tables.get("results"), fit["results"]), path(tables.get("metrics"), fit.get("metrics")))
+    results = Results(path(tables.get("results"), fit["results"]), path(tables.get("metrics"), fit.get("metrics")))
+    return results.collapse(reuse.Reuse(**fit["reuse"])) if fit.get("reuse") else results
 
 
 def read_fit(out):

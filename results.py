@@ -56,7 +56,7 @@ class Results:
         self.loss_domains = [c[len("loss."):] for c in cols if c.startswith("loss.")]
         if not self.domains or not self.loss_domains:
             raise DataError(f"{path}: expected weight.<domain> and loss.<domain> columns (or another tool's layout, "
-                            "see README: fit); the paper's release converts with: python regression.py paper2csv ...")
+                            "see docs/fit.md); the paper's release converts with: python regression.py paper2csv ...")
         self.rows = rows
         self.runs = [r.get("run", str(i)) for i, r in enumerate(rows)]
         seen = {}
@@ -145,6 +145,20 @@ class Results:
             return np.array([[float(r[prefix + d] or "nan") for d in names] for r in self.rows])
         except ValueError as e:
             raise DataError(f"{self.path}: a {prefix}* value is not a number ({e})") from None
+
+    def collapse(self, grouping):
+        """Mixture reuse (reuse.py): each virtual domain's members summed into its one column, where
+        the table has them one by one (a reuse sweep of ours); a table that has the virtual column
+        already (Olmix's swarm) stays as it is."""
+        self.reuse = grouping
+        if all(g in self.domains for g in grouping.groups):
+            return self
+        missing = [m for g in grouping.groups.values() for m in g if m not in self.domains]
+        if missing:
+            raise DataError(f"{self.path}: no weight for '{missing[0]}', a domain of the reused mixture "
+                            f"({grouping.source}); the table is not of that reuse sweep")
+        self.X, self.domains = grouping.collapse(self.X, self.domains), grouping.columns(self.domains)
+        return self
 
     def target(self, weights):
         """(X, y, runs) of the usable rows, y the weighted mean of the target losses ({domain: weight}
@@ -323,7 +337,7 @@ def paper2csv(mixture_csv, loss_csv, out_csv):
         with open(path, newline="") as f:
             if "index" not in (csv.DictReader(f).fieldnames or []):
                 raise DataError(f"{path}: not the paper's release (no 'index' column). Other tools' sweeps need no "
-                                "conversion: python regmix.py --stage fit --results FILE [--metrics FILE] (README: fit)")
+                                "conversion: python regmix.py --stage fit --results FILE [--metrics FILE] (docs/fit.md)")
     mix = read(mixture_csv)
     loss = read(loss_csv) if loss_csv else {idx: {} for idx in mix}
     wcols = [c for c in next(iter(mix.values())) if c.startswith("train_the_pile_")]

@@ -37,6 +37,7 @@ sys.path.insert(0, ROOT)
 import mixtures  # noqa: E402
 import regression  # noqa: E402
 import search  # noqa: E402
+import constraints  # noqa: E402
 import regressors  # noqa: E402
 import proposals  # noqa: E402
 
@@ -48,7 +49,7 @@ p.add_argument("--noise", type=float, default=0.02, help="sd of a proxy's measur
 p.add_argument("--proxy-range", action=argparse.BooleanOptionalAction, default=False,
                help="also keep proposals within the largest weight each domain had in a run so far (default: only "
                     "within 15x the prior, as --next proposes; the final pick stays within that range either way)")
-p.add_argument("--strategies", nargs="+", default=["thompson", "explore"], help="round-based strategies to compare")
+p.add_argument("--strategies", nargs="*", default=["thompson", "explore"], help="round-based strategies to compare")
 p.add_argument("--surface", default="pile_cc",
                help="the oracle: [60m:]TARGET[:REGRESSOR], TARGET a loss of the paper's runs (pile_cc, github, ...), "
                     "several (a,b) or all; 60m: its 256 60M runs instead of the 768 1M ones; REGRESSOR the oracle's "
@@ -61,6 +62,12 @@ p.add_argument("--blend-best-run", action=argparse.BooleanOptionalAction, defaul
                help="every strategy's final pick the mean of the search's and the best measured run (default: as "
                     "simulate, the round-based strategies only)")
 p.add_argument("--first-seed", type=int, default=0, help="the first seed (fresh seeds: --first-seed 20)")
+p.add_argument("--pick", choices=["vouched", "paper", "region", "measured"], default="vouched",
+               help="the final pick, as simulate's --pick: vouched (the trust region; the search's mixture and the best "
+                    "run judged by the fit corrected by its out-of-fold errors on their nearest runs; the default) or "
+                    "paper (each weight within the runs' range, rivals by prediction: the pick before issue 33); and "
+                    "two rejected variants: region (the trust region, rivals by prediction alone), measured (the "
+                    "runs' range, the best run judged by its own measurement)")
 args = p.parse_args()
 
 DATA = os.path.join(ROOT, "tests", "data")
@@ -160,13 +167,25 @@ def regret(seed, sizes, strategy):
         new = strategy(X, y, m, rng, r)
         X, y = np.vstack([X, new]), np.concatenate([y, oracle.predict(new) + rng.normal(0, args.noise, m)])
     model = fit(X, y)
-    chosen = search.top_k_mean(model, candidates(X, rng), 10)  # 1M candidates, top 100 in simulate
+    cand = candidates(X, rng, proxy_range=args.pick in ("paper", "measured"))
+    radius = constraints.trust_radius(X) if args.pick in ("vouched", "region") else None
+    chosen = cand[search.best(model.predict(cand), 10, cand, X, radius)].mean(0)  # 1M candidates, top 100 in simulate
     blend = len(sizes) > 1 if args.blend_best_run is None else args.blend_best_run
     if blend and (X[np.argmin(y)] <= CAP + 1e-12).all():  # as simulate does after rounds: the mean of the search's pick and the best measured run
         chosen = (chosen + X[np.argmin(y)]) / 2
     else:  # as simulate does after one shot: the natural mixture and the best measured run compete with the search
-        rivals = [c for c in (prior, X[np.argmin(y)]) if (c <= CAP + 1e-12).all()]
+        ok = [(c <= CAP + 1e-12).all() and (radius is None or constraints.nearest_run(c[None], X)[0] <= radius)
+              for c in (prior, X[np.argmin(y)])]
+        rivals = [c for c, fine in zip((prior, X[np.argmin(y)]), ok) if fine]
         scores = model.predict(np.vstack([chosen] + rivals))
+        if args.pick == "measured" and ok[1]:
+            scores[-1] = y.min()  # the best run by what it measured
+        if args.pick == "vouched" and ok[1]:  # each corrected by its neighbours' out-of-fold errors, as simulate
+            cv = regression.predictions(list(regressors.ENSEMBLE), X, y, leaf=regressors.leaf_size(len(y)))["ensemble"]
+            r, b = y - cv, int(np.argmin(y))
+            near = lambda w, skip: [i for i in np.argsort(((X - w) ** 2).sum(1)) if i != skip][:3]  # noqa: E731
+            scores[-1] += r[near(X[b], b)].mean()
+            scores[0] += r[near(chosen, -1)].mean()
         chosen = ([chosen] + rivals)[int(np.argmin(scores))]
     return float(oracle.predict(chosen[None])[0] - best)
 

@@ -62,7 +62,15 @@ def test_whole_loop_and_compare(corpus_dir, tmp_path, capsys):
     assert argv[:2] == ["--stage", "compare"] and argv[argv.index("--data") + 1] == corpus_dir
     regmix.main(argv + SMALL[2:])
     cmp = json.load(open(os.path.join(out, "compare.json")))
-    assert cmp["target"] == "target" and set(cmp["runs"]) == {"regmix", "natural", "uniform"}
+    # the chosen mixture and its rivals; the target is eval-only here, so there is no "target alone"
+    assert cmp["target"] == "target" and set(cmp["runs"]) == {"regmix", "natural", "uniform", "unimax", "best_run"}
+    best = next(r for r in results if r["run"] == mix["baselines"]["best proxy run"]["run"])
+    if os.path.exists(os.path.join(out, "compare_best_run")):
+        trained = json.load(open(os.path.join(out, "compare_best_run", "eval.json")))["weights"]
+    else:  # the answer was the best run itself: trained once, as regmix
+        trained = mix["weights"]
+        assert cmp["runs"]["best_run"] == cmp["runs"]["regmix"]
+    assert all(trained[d] == pytest.approx(float(best[f"weight.{d}"])) for d in trained)
     assert all(np.isfinite(r["target_loss"]) for r in cmp["runs"].values())
     ev = json.load(open(os.path.join(out, "compare_regmix", "eval.json")))
     assert ev["weights"] == mix["weights"] and ev["tokens"] == 4 * 4 * 16

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 import regmix
+import constraints
 import regression
 import search
 import regressors
@@ -72,10 +73,16 @@ def test_choice_is_the_highest_cross_validated_rho():
 
 
 def test_simulate_finds_the_papers_mixture(paper_fit):
-    regmix.main(["--stage", "simulate", "--out", paper_fit, "--data", paper_fit,
-                 "--prior", os.path.join(DATA, "paper_prior.json"),
-                 "--compare", f"human={os.path.join(DATA, 'paper_human_1b.json')}",
-                 "--compare", f"paper={os.path.join(DATA, 'paper_regmix_1b.json')}", "--bootstrap", "3"])
+    base = ["--stage", "simulate", "--out", paper_fit, "--data", paper_fit, "--prior", os.path.join(DATA, "paper_prior.json"),
+            "--compare", f"human={os.path.join(DATA, 'paper_human_1b.json')}",
+            "--compare", f"paper={os.path.join(DATA, 'paper_regmix_1b.json')}", "--bootstrap", "3"]
+    regmix.main(base)  # the default pick: within the trust region, the best run judged with the fit's errors near it
+    vouched = json.load(open(os.path.join(paper_fit, "mixture.json")))
+    v = vouched["weights"]
+    assert vouched["source"] == "search" and v["pile_cc"] >= 0.80 and sorted(v, key=v.get)[-2] == "ubuntu_irc"
+    # (the best run measured below the search's prediction, but the fit's errors on its neighbours say luck)
+    assert vouched["baselines"]["best proxy run"]["measured_loss"] < vouched["search_predicted_loss"]
+    regmix.main(base + ["--pick", "paper"])  # the paper's own pick
     mix = json.load(open(os.path.join(paper_fit, "mixture.json")))
     w = mix["weights"]
     assert sum(w.values()) == pytest.approx(1.0)
@@ -89,9 +96,15 @@ def test_simulate_finds_the_papers_mixture(paper_fit):
     for j, d in enumerate(train.domains):
         assert w[d] <= min(top[j], 15 * prior[d] / sum(prior.values())) + 1e-9
         assert mix["constraints"]["proxy range"][d] == pytest.approx(top[j])
+    # the default search stays within the trust region: the runs' median distance to their nearest neighbour
+    region = vouched["trust_region"]
+    assert region["radius"] == pytest.approx(constraints.trust_radius(train.X)) and mix["trust_region"]["radius"] is None
+    assert region["distance_to_nearest_run"] <= 2 * region["radius"]
     conf = mix["confidence"]
     assert conf["candidates"] == 100_000  # the first 100,000 within the constraints, and the search's top fraction
     assert conf["top_k"] == round(100 * conf["candidates"] / mix["n_samples"])
+    # with the trust region, those of them within it
+    assert 0.3 * 100_000 < vouched["confidence"]["candidates"] < 100_000
     assert conf["bootstrap"] == 3 and all(0 <= s < 0.2 for s in conf["weights_std"].values())
     assert 0 <= conf["mean_abs_change"] < 0.5
     b = mix["baselines"]
@@ -258,10 +271,16 @@ def test_constraints_bind_and_are_reported(corpus_dir, tmp_path):
     regmix.main(base + ["--extrapolate"])
     free = json.load(open(tmp_path / "mixture.json"))
     assert free["weights"]["gamma"] > 0.8 and free["binding"] == [] and free["constraints"] == {}
-    regmix.main(base)
+    regmix.main(base)  # the trust region: near the runs, so not far beyond their largest gamma
+    runs = regression.Results(str(path)).X
+    near = json.load(open(tmp_path / "mixture.json"))
+    w = np.array(list(near["weights"].values()))
+    assert constraints.nearest_run(w[None], runs)[0] <= near["trust_region"]["radius"] < 0.5
+    assert runs[:, 2].max() - 0.05 < near["weights"]["gamma"] <= runs[:, 2].max() + near["trust_region"]["radius"]
+    regmix.main(base + ["--pick", "paper"])
     ranged = json.load(open(tmp_path / "mixture.json"))
     # the proxies' largest gamma as the table holds it (the best proxy run itself can be the answer)
-    assert ranged["weights"]["gamma"] <= regression.Results(str(path)).X[:, 2].max() + 1e-9
+    assert ranged["weights"]["gamma"] <= runs[:, 2].max() + 1e-9
     assert [b["constraint"] for b in ranged["binding"] if b["domain"] == "gamma"] == ["proxy range"]
     total = sum(meta["domains"][d]["train_tokens"] for d in ("alpha", "beta", "gamma"))
     target_tokens = int(2 * total / 1.5)  # 2 epochs of every domain give 1.5 target runs: caps sum to 1.5
@@ -321,10 +340,14 @@ def test_optimize_on_the_simplex_beats_simulation_and_respects_caps(tmp_path):
     low = X[X[:, 2] <= 0.3]
     path = write_results(tmp_path / "low.csv", low, {"target": lambda x: 4 + 3 * np.sum((x - best) ** 2)}, rng, noise=0.001)
     regmix.main(["--stage", "fit", "--data", out, "--out", out, "--results", str(path), "--regressor", "quadratic"])
-    regmix.main(base)
+    regmix.main(base + ["--pick", "paper"])
     capped = json.load(open(tmp_path / "mixture.json"))["weights"]
     top = regression.Results(str(path)).X[:, 2].max()  # the largest gamma of any run, as the table holds it
     assert top - 0.01 <= capped["gamma"] <= top + 1e-9
+    regmix.main(base)  # the trust region (the default) holds the optimiser near the runs too
+    near = json.load(open(tmp_path / "mixture.json"))
+    w = np.array([near["weights"][d] for d in ("alpha", "beta", "gamma")])
+    assert constraints.nearest_run(w[None], low)[0] <= near["trust_region"]["radius"] + 1e-9 and w[2] < 0.4 - 0.02
 
 
 def test_mixing_law_fit_reaches_at_least_the_loss_of_its_authors_optimiser():
