@@ -51,7 +51,7 @@ def dirichlet(alpha, rng, n=None):
     total = g.sum(1, keepdims=True)
     if not (total > 0).all():
         g, total = g[total[:, 0] > 0], total[total[:, 0] > 0]
-    g /= total  # in place: a million candidates are 136 MB
+    g /= total  # in place: a million candidates over 17 domains are 136 MB of float64
     return g
 
 

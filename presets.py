@@ -30,8 +30,9 @@ RECIPES = {
 PRESETS = {
     "tiny": dict(n_layer=2, n_head=4, n_embd=128, mlp_hidden=256, block_size=256, recipe="cpu"),
     "1m": dict(n_layer=2, n_head=8, n_embd=256, mlp_hidden=512, block_size=2048, recipe="paper"),
-    # the 1m width, 8 layers: more fidelity to larger models for ~1.45x the 1m proxy's FLOPs (the head,
-    # 79% of them, is unchanged); for --stage ladder and a sweep that must rank like the target
+    # the 1m width, 8 layers: more fidelity to larger models for ~1.6x the 1m proxy's FLOPs per token (the
+    # head, 79% of the 1m's, is unchanged; python model.py prints both); for --stage ladder and a sweep
+    # that must rank like the target
     "1m-deep": dict(n_layer=8, n_head=8, n_embd=256, mlp_hidden=512, block_size=2048, recipe="paper"),
     "60m": dict(n_layer=10, n_head=8, n_embd=768, mlp_hidden=1536, block_size=2048, recipe="paper"),
     "1b": dict(n_layer=22, n_head=16, n_embd=2048, mlp_hidden=5632, block_size=2048, recipe="paper"),

@@ -87,29 +87,19 @@ def stage_proxy(args, domains):
 # train: the target model on one mixture, data-parallel under torchrun, checkpointed
 
 def stage_train(args, domains, weights=None, name=None):
-    import torch
+    """The paper's step 6: the target model (--model 1b: 25B tokens by its recipe) trained on the chosen
+    mixture (OUT/mixture.json, --mixture, or `weights`) by the same train_run as every proxy, with
+    DDP under torchrun, checkpoints (--resume) and a log; OUT/NAME/eval.json at the end."""
     import torch.distributed as dist
 
-    from train import RunOptions, build_model, hparams, init_distributed, pick_device, print0, tracker, train_run, use_compile
+    from train import RunOptions, build_model, hparams, print0, tracker, train_run, use_compile
     h = hparams(args, "train")
     check_block_size(domains, h.block_size)
-    ddp = "WORLD_SIZE" in os.environ and int(os.environ["WORLD_SIZE"]) > 1
-    device = pick_device(args.device)
-    if ddp:
-        init_distributed(device)
-    if device.type == "cuda":
-        torch.cuda.set_device(device)
+    device, ddp = device_and_ranks(args)
     source = "the mixture" if weights else args.mixture or os.path.join(args.out, "mixture.json")
     weights = weights or read_mixture(source)
     p = mixture_vector(weights, domains.trainable, domains.names, source)  # a clear error now, not after the model is built
-    run_dir = os.path.join(args.out, name or args.name)
-    make_dir(run_dir, "--out")
-    ckpt = os.path.join(run_dir, "ckpt.pt")
-    if not args.resume and os.path.exists(ckpt):
-        raise DataError(f"{ckpt} exists: pass --resume to continue it, or choose another --name")
-    log_path = os.path.join(run_dir, "log.csv")
-    if (not args.resume or not os.path.exists(log_path)) and int(os.environ.get("RANK", 0)) == 0:
-        atomic_write_text(log_path, "step,loss,lr,tokens_per_s,mfu\n")
+    run_dir, ckpt, log_path = run_folder(args, name or args.name)
     print0(f"training {h.model} on {run_dir}: {h.steps} steps x {h.batch_size} x {h.block_size} tokens, "
            f"mixture " + ", ".join(f"{d} {w:.3f}" for d, w in zip(domains.trainable, p)))
     track = tracker(args.wandb, args.out, os.path.basename(run_dir), dict(asdict(h), mixture=weights, data=args.data))
@@ -146,7 +136,7 @@ def summary(args):
     print(f"\n=== RegMix on {args.data}: {goal}, with {mix['regressor']} ===")
     print(f"{'domain':<14}{'regmix':>9}{'+/-':>7}{'natural':>9}{'uniform':>9}")
     for d, w in mix["weights"].items():
-        spread = f"{conf['weights_std'][d]:>7.3f}" if conf else f"{'':>7}"
+        spread = f"{conf['weights_std'][d]:>7.3f}" if conf and d in conf["weights_std"] else f"{'':>7}"
         print(f"{d:<14}{w:>9.3f}{spread}{nat['weights'][d]:>9.3f}{uni['weights'][d]:>9.3f}")
     print(f"{'predicted' if mix.get('maximize') else 'predicted loss':<14}{mix['predicted_loss']:>9.4f}{'':>7}{nat['predicted_loss']:>9.4f}{uni['predicted_loss']:>9.4f}")
     print(f"held-out Spearman rho ({fit['evaluation']}, {fit['n_test']} runs): "
@@ -213,6 +203,34 @@ def stage_compare(args, domains):
         print(f"  {n:<12} {r['target_loss']:.4f}" + (f"  (the same mixture as {seen_as(n, runs, seen, domains)})"
                                                       if seen_as(n, runs, seen, domains) else ""))
     return res
+
+
+def device_and_ranks(args):
+    """The device of this process, and whether it is one of several torchrun ranks (DDP)."""
+    import torch
+
+    from train import init_distributed, pick_device
+    ddp = "WORLD_SIZE" in os.environ and int(os.environ["WORLD_SIZE"]) > 1
+    device = pick_device(args.device)
+    if ddp:
+        init_distributed(device)
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+    return device, ddp
+
+
+def run_folder(args, name):
+    """OUT/NAME of a target run: (folder, checkpoint, log). A checkpoint there is refused unless
+    --resume continues it; the log starts with its header (rank 0)."""
+    run_dir = os.path.join(args.out, name)
+    make_dir(run_dir, "--out")
+    ckpt = os.path.join(run_dir, "ckpt.pt")
+    if not args.resume and os.path.exists(ckpt):
+        raise DataError(f"{ckpt} exists: pass --resume to continue it, or choose another --name")
+    log_path = os.path.join(run_dir, "log.csv")
+    if (not args.resume or not os.path.exists(log_path)) and int(os.environ.get("RANK", 0)) == 0:
+        atomic_write_text(log_path, "step,loss,lr,tokens_per_s,mfu\n")
+    return run_dir, ckpt, log_path
 
 
 def sweep_size(args, domains):
@@ -520,6 +538,6 @@ def main(argv=None):
 if __name__ == "__main__":
     main()
     # Only the interpreter's shutdown is left. Its last garbage collection walks every object of the
-    # libraries loaded (LightGBM imports scikit-learn, scipy and pandas where they are installed):
-    # 0.5 s of a 12 s simulate here. It skips frozen objects, and nothing of ours needs collecting.
+    # libraries loaded (scipy, numba, matplotlib): time for nothing, as nothing of ours needs
+    # collecting; it skips frozen objects.
     gc.freeze()

@@ -234,7 +234,7 @@ def stage_fit(args, domains=None):
     every run for simulate to search. Writes OUT/fit.json, fit.png and OUT/regressors/."""
     results, spec, tw = read_target(args)
     X, y, L, runs_used = results.target_metrics(tw)  # weights, the target's loss, its metrics, of every usable run
-    check_runs(results, y, spec)
+    check_runs(results, y, spec, args.out)
     ceiling = float(ceiling_above(y)) if args.maximize else None
     measured, y = y, orient(y, ceiling)  # what was measured; what is fitted (lower is better)
     leaf = regressors.leaf_size(len(y), args.min_data_in_leaf, len(results.domains))
@@ -264,17 +264,14 @@ def stage_fit(args, domains=None):
 # the fit's pieces beyond the paper: the table and target, checks, the ensemble, trust, the report
 
 def read_target(args):
-    """The results table (results.py: ours, or another tool's), --target as weights of its losses,
-    and OUT/regressors/ made ready."""
+    """The results table (results.py: ours, or another tool's) and --target as weights of its losses
+    (pile_cc, else the one eval-only domain; results.py: target_weights); with mixture reuse, the
+    reused domains' columns summed into their virtual domain's (reuse.py)."""
     results = Results(args.results or os.path.join(args.out, "results.csv"), args.metrics)
     spec, tw = target_weights(args.target, results.loss_domains, results.domains, results.path)
     if spec is None:
         raise DataError(f"{results.path}: which loss to minimise? pass --target (one of {', '.join(results.loss_domains)}, "
                         "several as a,b or a=0.7,b=0.3, or all)")
-    regs = os.path.join(args.out, "regressors")
-    if os.path.exists(regs) and not os.path.isdir(regs):
-        raise DataError(f"{regs}: a file where fit keeps its regressors (a folder); move it away")
-    os.makedirs(regs, exist_ok=True)
     if spec.split(",")[0] == "all":  # say what "all" averaged: every metric of the table, each named
         describe_all(spec, tw, results)
     grouping = reuse.of_sweep(args, results.domains)  # a reuse sweep's columns (reuse.py), or None
@@ -285,7 +282,12 @@ def read_target(args):
     return results, spec, tw
 
 
-def check_runs(results, y, spec):
+def check_runs(results, y, spec, out):
+    """Enough runs, a target that varies, and a folder for the regressors."""
+    regs = os.path.join(out, "regressors")
+    if os.path.exists(regs) and not os.path.isdir(regs):
+        raise DataError(f"{regs}: a file where fit keeps its regressors (a folder); move it away")
+    os.makedirs(regs, exist_ok=True)
     if len(y) < MIN_RUNS:
         raise DataError(f"{results.path}: {len(y)} usable runs; a fit needs at least {MIN_RUNS} (run more proxies)")
     if np.ptp(y) == 0:

@@ -30,7 +30,7 @@ from forest import Forest
 
 # the paper's settings; everything else LightGBM's default. One thread: a few hundred rows give each
 # round microseconds of work, and more threads only wait for each other (a fit on the paper's 512
-# runs: 0.4 s on one thread, 3.1 s on two under OMP_WAIT_POLICY=passive). Results do not depend on it.
+# runs, several times faster on one thread than on two under OMP_WAIT_POLICY=passive). Results do not depend on it.
 LGB_PARAMS = dict(objective="regression", boosting="gbdt", learning_rate=1e-2, seed=42, verbose=-1,
                   deterministic=True, num_threads=1)
 LGB_ROUNDS = 1000
@@ -78,7 +78,7 @@ class LightGBM:
     def fit(self, X, y):
         lgb = import_lightgbm()
         params = dict(LGB_PARAMS, min_data_in_leaf=self.min_data_in_leaf)
-        # keep_training_booster: the model is not copied through its text on return (0.1 s a fit)
+        # keep_training_booster: the model is not copied through its text on return (a tenth of a fit's time)
         self.booster = lgb.train(params, lgb.Dataset(X, y), num_boost_round=LGB_ROUNDS, keep_training_booster=True)
         self.forest = None
         return self
@@ -487,7 +487,7 @@ def make(name, n_runs, min_data_in_leaf=None, n_domains=0, members=ENSEMBLE):
 
 def fit(name, X, y, min_data_in_leaf=None, to_score=False, Y=None, members=None):
     """A fitted regressor. to_score: it will score many rows, so LightGBM's forest tables are built
-    now (0.2 s a model), in the caller's thread: bootstrap and propose fit in a thread pool and
+    now, in the caller's thread: bootstrap and propose fit in a thread pool and
     then score one model at a time, each scoring on every core. Y: the target's metric columns,
     which the per-metric regressors fit (regression.metric_columns). members: the ensemble's
     (fit.json's ensemble_members; by default all of ensemble_names)."""

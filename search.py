@@ -322,7 +322,7 @@ def report(result, pick, search, limits, c, share, n_cand, out, names):
           f"candidates within the constraints ({', '.join(limits) or 'none'}), mean of the top {search.top_k} -> "
           f"{out}/mixture.json" + (f" (Dirichlet(prior) put only {share:.0%} within them)" if c > 1 else ""))
     if pick["radius"] is not None:
-        print(f"  trust region: within {pick['radius']:.3f} of a run (the runs' median spacing); the answer lies "
+        print(f"  trust region: within {pick['radius']:.3f} of a run (nine runs in ten have another within it); the answer lies "
               f"{pick['distance']:.3f} from the nearest one (--extrapolate: anywhere)")
     for b in result["binding"]:
         print(f"  binds: {b['domain']} <= {b['cap']:.4f} ({b['constraint']}); unconstrained it would get {b['unconstrained']:.4f}")
@@ -375,7 +375,7 @@ def report(result, pick, search, limits, c, share, n_cand, out, names):
 
 def best(scores, k, cand=None, X=None, radius=None):
     """The indices of the k lowest scores, lowest first, ties to the earlier index: a stable
-    argsort's first k, without sorting a million scores (0.15 s) to keep a hundred. With a trust
+    argsort's first k, without sorting a million scores to keep a hundred. With a trust
     region (cand, the runs X, radius), only candidates within `radius` of a run count: the best
     4k, 16k, ... are measured against the runs until k of them lie within it."""
     if radius is not None:

@@ -191,7 +191,9 @@ def train_run(h, domains, weights, device, models, opts=None, ddp=False, progres
     re-initialised here. With ddp, each rank draws its own batches (seed + rank) and gradients
     are averaged. The loss leaves the device only at log, checkpoint and evaluation steps (a sync, as in
     nanoGPT), averaged over the ranks, so that a non-finite loss stops every rank at the same
-    step. Returns a dict with 'losses', 'tokens', 'seconds', 'failed'."""
+    step. Returns a dict: 'losses' (domain -> final validation loss), 'tokens', 'seconds', 'failed'
+    (a reason, or empty), 'startup_seconds' (to the end of the first step: compilation) and
+    'train_tokens_per_s' (the steps after it)."""
     o = opts or RunOptions()
     rank, world = (dist.get_rank(), dist.get_world_size()) if ddp else (0, 1)
     accum = micro_steps(h, world)

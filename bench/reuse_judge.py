@@ -54,8 +54,9 @@ rho = {n: regression.metrics(y, p)["spearman"] for n, p in cv.items()}
 name = regression.choose(rho)
 with regressors.one_blas_thread():
     judge = regressors.fit(name, X, y, leaf)
+rmse = float(np.sqrt(np.mean((y - cv[name]) ** 2)))
 print(f"judge: {name} on the full swarm's {len(y)} runs x {len(leaves)} domains, target the mean of {len(tw)} metrics; "
-      "5-fold CV Spearman " + ", ".join(f"{n} {r:.3f}" for n, r in rho.items()))
+      "5-fold CV Spearman " + ", ".join(f"{n} {r:.3f}" for n, r in rho.items()) + f"; its CV RMSE {rmse:.4f}")
 
 
 def vector(weights):
@@ -76,8 +77,10 @@ composed = np.array([vector(dict(zip(grouping.leaves(swarm.domains), row))) for 
 prior = json.load(open(os.path.join(args.peers, "olmix_full_recomputation_prior.json")))
 rivals = {"reuse": vector(mix["weights"]), "best run of the reuse swarm": composed[np.argmin(ys)],
           "natural (full prior)": vector(prior) / sum(prior.values())}
+rivals["best run of the full swarm"] = X[np.argmin(y)]
 if os.path.exists(os.path.join(args.full, "mixture.json")):
-    rivals["full pick (512 runs)"] = vector(json.load(open(os.path.join(args.full, "mixture.json")))["weights"])
+    full_mix = json.load(open(os.path.join(args.full, "mixture.json")))
+    rivals["full pick (512 runs)"] = vector(full_mix["weights"])
 judged = judge.predict(np.vstack(list(rivals.values())))
 print(f"\nthe judge's predicted mean bits per byte (lower is better; the full swarm's runs: best {y.min():.4f}, "
       f"median {np.median(y):.4f}, sd {y.std():.4f}):")
@@ -88,3 +91,6 @@ print(f"\nthe reuse swarm's 64 runs, composed to the 64 leaves: the judge ranks 
       f"Spearman {regression.metrics(ys, on_swarm)['spearman']:.3f} (the swarm's own fit: CV rho "
       f"{json.load(open(os.path.join(args.reuse, 'fit.json')))['trust']['cv_spearman']:.3f}); measured spread "
       f"sd {ys.std():.4f}, the judge's sd on them {on_swarm.std():.4f}")
+print(f"the full swarm's best run measured {y.min():.4f}" + (
+    f"; the project's fit on the full swarm predicts its own pick at {full_mix['predicted_loss']:.4f}, the judge at "
+    f"{judged[list(rivals).index('full pick (512 runs)')]:.4f}" if "full pick (512 runs)" in rivals else ""))

@@ -50,7 +50,7 @@ def test_reuse_from_an_earlier_mixture_json_end_to_end(corpus_dir, tmp_path, cap
     old = old_mixture(tmp_path, {"alpha": 0.2, "beta": 0.4, "delta": 0.4})
     out = str(tmp_path / "out")
     regmix.main(["--stage", "all", "--reuse", old, "--data", corpus_dir, "--out", out, "--samples", "20000",
-                 "--top-k", "10", "--bootstrap", "0", *SMALL])
+                 "--top-k", "10", "--bootstrap", "2", *SMALL])
     printed = capsys.readouterr().out
     assert "1 domain(s) of" in printed and "delta" in printed  # the removed domain, named once
     rows = list(csv.DictReader(open(os.path.join(out, "mixtures.csv"))))
