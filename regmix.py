@@ -424,8 +424,8 @@ def get_args(argv=None):
                    help="with a smooth regressor, optimise it on the simplex within the caps, starting "
                         "from the simulated mixture (which mixture.json also keeps)")
     g.add_argument("--bootstrap", type=int, default=None,
-                   help="refits on resampled runs to measure how stable the mixture is (0: none; default 10, "
-                        "for per_metric_lightgbm 40 / (metrics + 1), at least 3: each refit fits a forest per metric)")
+                   help="refits on resampled runs to measure how stable the mixture is (0: none; default 10; "
+                        "per_metric_lightgbm is refitted as one forest of the whole target, its screen)")
     g.add_argument("--blend-best-run", action=argparse.BooleanOptionalAction, default=None,
                    help="return the mean of the search's mixture and the best proxy run (default: on when the runs "
                         "came in rounds, --rounds or --next; off after the paper's one shot; docs/rounds.md says why)")

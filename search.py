@@ -31,7 +31,7 @@ from regression import (_plt, fitted_for, fitted_results, fitted_target, load_re
 @dataclass
 class Search:
     """simulate's own options (its flags): which regressor (auto: fit's choice), how many
-    candidates, the top k averaged, the seed, bootstrap refits (None: bootstrap_refits' default),
+    candidates, the top k averaged, the seed, bootstrap refits (None: 10),
     mixtures to compare (NAME=FILE), --optimize, --blend-best-run (None: on when the runs came
     in rounds), --kl (how far toward the prior) and the target run's tokens (UniMax's budget)."""
     regressor: str = "auto"
@@ -133,9 +133,13 @@ def within(cand, cap, top_k):
 
 def start_refits(pool, fit, name, X, y, Y, search):
     """The bootstrap's refits (futures): they need only the runs, so they start at once and fill the
-    cores that the search's single-threaded parts and the plot leave idle."""
-    n_boot = bootstrap_refits(search.bootstrap, name, Y.shape[1])
-    return [pool.submit(regressors.fit, name, X[idx], y[idx], fit["min_data_in_leaf"], to_score=True, Y=Y[idx],
+    cores that the search's single-threaded parts and the plot leave idle. A forest per metric
+    (per_metric_lightgbm) is refitted as its screen, one forest of the whole target: the same kind
+    of model, and a refit of every metric's forest (14 on the paper's 13 losses, 111 on Olmix's)
+    was most of simulate's time (bench/simulate_speed.py)."""
+    n_boot = 10 if search.bootstrap is None else search.bootstrap
+    refit_as = "lightgbm" if name == "per_metric_lightgbm" else name
+    return [pool.submit(regressors.fit, refit_as, X[idx], y[idx], fit["min_data_in_leaf"], to_score=True, Y=Y[idx],
                         members=fit.get("ensemble_members")) for idx in resamples(len(y), n_boot, search.seed)]
 
 
@@ -419,15 +423,6 @@ def optimize_on_simplex(model, start, cap, X=None, radius=None, steps=100):
         line = (1 - t) * start + t * w
         w = line[np.flatnonzero(nearest_run(line, X) <= radius).max(initial=0)]
     return w
-
-
-def bootstrap_refits(requested, name, n_metrics):
-    """--bootstrap N, or by default 10 refits; fewer (at least 3) for per_metric_lightgbm, whose every
-    refit fits a forest per metric and one more (14 forests on the paper's 13 losses: the refits were
-    most of simulate's time there; bench/simulate_speed.py times the whole stage)."""
-    if requested is not None:
-        return requested
-    return max(3, 40 // (n_metrics + 1)) if name == "per_metric_lightgbm" else 10
 
 
 def resamples(n, refits, seed):
