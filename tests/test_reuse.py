@@ -112,3 +112,24 @@ def test_unfreeze_takes_a_domain_out_of_the_virtual_one(tmp_path):
                          ["beta"])
     assert g.groups == {"existing": pytest.approx({"alpha": 0.2 / 0.7, "gamma": 0.5 / 0.7})}
     assert g.columns(["alpha", "beta", "gamma"]) == ["existing", "beta"]
+
+
+def test_reuse_in_rounds_within_a_token_budget(corpus_dir, tmp_path):
+    """--rounds proposes on the columns and writes the leaves; --target-tokens caps every leaf, the
+    virtual domain by its tightest member."""
+    meta = json.load(open(os.path.join(corpus_dir, "meta.json")))
+    tokens = {d: meta["domains"][d]["train_tokens"] for d in ("alpha", "beta", "gamma")}
+    target_tokens = int(sum(tokens.values()) * 2 / 1.5)  # 2 epochs of every domain: the caps sum to 1.5
+    old = old_mixture(tmp_path, {"alpha": 0.7, "beta": 0.3})
+    out = str(tmp_path / "out")
+    regmix.main(["--stage", "all", "--reuse", old, "--data", corpus_dir, "--out", out, "--rounds", "2",
+                 "--n-mixtures", "20", "--target-tokens", str(target_tokens), "--max-epochs", "2", "--samples", "20000",
+                 "--top-k", "10", "--bootstrap", "0", *SMALL])
+    rows = list(csv.DictReader(open(os.path.join(out, "mixtures.csv"))))
+    assert {r["round"] for r in rows} == {"1", "2"} and len(rows) == 20
+    for r in rows:  # every round on the leaves, alpha and beta at 7:3
+        a, b = float(r["weight.alpha"]), float(r["weight.beta"])
+        assert a + b < 1e-9 or a / (a + b) == pytest.approx(0.7, abs=2e-3)
+    mix = json.load(open(os.path.join(out, "mixture.json")))
+    for d, w in mix["weights"].items():  # each leaf within 2 epochs of its own tokens
+        assert w <= 2 * tokens[d] / target_tokens + 1e-9
