@@ -425,7 +425,7 @@ def get_args(argv=None):
                         "from the simulated mixture (which mixture.json also keeps)")
     g.add_argument("--bootstrap", type=int, default=None,
                    help="refits on resampled runs to measure how stable the mixture is (0: none; default 10; "
-                        "per_metric_lightgbm is refitted as one forest of the whole target, its screen)")
+                        "per_metric_lightgbm: 5, each one forest of the whole target, its screen)")
     g.add_argument("--blend-best-run", action=argparse.BooleanOptionalAction, default=None,
                    help="return the mean of the search's mixture and the best proxy run (default: on when the runs "
                         "came in rounds, --rounds or --next; off after the paper's one shot; docs/rounds.md says why)")

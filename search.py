@@ -31,7 +31,7 @@ from regression import (_plt, fitted_for, fitted_results, fitted_target, load_re
 @dataclass
 class Search:
     """simulate's own options (its flags): which regressor (auto: fit's choice), how many
-    candidates, the top k averaged, the seed, bootstrap refits (None: 10),
+    candidates, the top k averaged, the seed, bootstrap refits (None: 10; 5 for per_metric_lightgbm),
     mixtures to compare (NAME=FILE), --optimize, --blend-best-run (None: on when the runs came
     in rounds), --kl (how far toward the prior) and the target run's tokens (UniMax's budget)."""
     regressor: str = "auto"
@@ -134,11 +134,12 @@ def within(cand, cap, top_k):
 def start_refits(pool, fit, name, X, y, Y, search):
     """The bootstrap's refits (futures): they need only the runs, so they start at once and fill the
     cores that the search's single-threaded parts and the plot leave idle. A forest per metric
-    (per_metric_lightgbm) is refitted as its screen, one forest of the whole target: the same kind
-    of model, and a refit of every metric's forest (14 on the paper's 13 losses, 111 on Olmix's)
-    was most of simulate's time (bench/simulate_speed.py)."""
-    n_boot = 10 if search.bootstrap is None else search.bootstrap
-    refit_as = "lightgbm" if name == "per_metric_lightgbm" else name
+    (per_metric_lightgbm) is refitted as its screen, one forest of the whole target, 5 times: the
+    same kind of model, and a refit of every metric's forest (14 on the paper's 13 losses, 111 on
+    Olmix's) was most of simulate's time (bench/simulate_speed.py)."""
+    per_metric = name == "per_metric_lightgbm"
+    n_boot = (5 if per_metric else 10) if search.bootstrap is None else search.bootstrap
+    refit_as = "lightgbm" if per_metric else name
     return [pool.submit(regressors.fit, refit_as, X[idx], y[idx], fit["min_data_in_leaf"], to_score=True, Y=Y[idx],
                         members=fit.get("ensemble_members")) for idx in resamples(len(y), n_boot, search.seed)]
 

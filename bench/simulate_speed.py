@@ -11,7 +11,7 @@ measured in one run. Goal (the paper's "< 10 CPU seconds" on our machines): <= 0
    median of 3 runs).
 3. The same process on the first 48 of those runs (goal: < 15 s).
 4. The same process on the 512 runs with --target all (the mean of the 13 validation losses), where
-   fit chooses one forest per metric (per_metric_lightgbm): the search screened, 10 bootstrap refits of its
+   fit chooses one forest per metric (per_metric_lightgbm): the search screened, 5 bootstrap refits of its
    screen (one forest of the whole target).
 """
 import argparse
