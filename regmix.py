@@ -150,7 +150,7 @@ def summary(args):
     print(f"files: {args.out}/results.csv, fit.json, fit.png, mixture.json, mixture.png")
     data = "" if args.data == DEFAULT_DATA else f" --data {args.data}"
     print(f"next: python regmix.py --stage compare --model {args.model}{data} --out {args.out}  "
-          "(trains on the chosen and the natural mixture and measures both)")
+          "(trains the chosen mixture and its rivals alike and measures them)")
 
 
 def stage_compare(args, domains):
