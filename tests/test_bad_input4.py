@@ -23,18 +23,7 @@ import results
 from conftest import make_corpus
 from data import DataError, mixture_vector, open_domains
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-DATA = os.path.join(ROOT, "tests", "data")
-PAPER_TRAIN = os.path.join(DATA, "paper_train_1m.csv")
-SMALL = ["--model", "tiny", "--steps", "4", "--batch-size", "4", "--micro-batch-size", "2", "--block-size", "16",
-         "--eval-seqs", "2", "--warmup", "1", "--workers", "1"]
-
-
-def error_of(main, argv):
-    """The message a script exits with (its one line), or None if it did not fail."""
-    with pytest.raises(SystemExit) as e:
-        main(argv)
-    return str(e.value.code)
+from test_bad_input import DATA, PAPER_TRAIN, SMALL, error_of  # round three's helpers
 
 
 def with_flag(argv, flag, value):
