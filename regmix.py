@@ -405,9 +405,10 @@ def get_args(argv=None):
                    help="keep candidates within 15x the prior, as --stage mixtures draws them (default: on)")
     g.add_argument("--pick", default="vouched", choices=["vouched", "paper"],
                    help="vouched (default): an answer the runs vouch for: searched within the trust region (near a "
-                        "run), the best run judged by what it measured, the best run where the fit is not trusted "
+                        "run), it and its rivals (the best run, natural, ...) judged by the prediction corrected by "
+                        "the fit's errors on the runs near each, the best run where the fit is not trusted "
                         "(docs/simulate.md); paper: the paper's pick (each weight within the runs' range, every "
-                        "rival judged by prediction)")
+                        "rival judged by prediction alone)")
     g.add_argument("--extrapolate", action="store_true",
                    help="search anywhere, beyond the runs: no trust region (nor, with --pick paper, the runs' range)")
     g.add_argument("--kl", type=float, default=0.0, metavar="LAMBDA",
