@@ -92,7 +92,7 @@ def stage_train(args, domains, weights=None, name=None):
     DDP under torchrun, checkpoints (--resume) and a log; OUT/NAME/eval.json at the end."""
     import torch.distributed as dist
 
-    from train import RunOptions, build_model, hparams, print0, tracker, train_run, use_compile
+    from train import RunOptions, build_model, hparams, print0, run_settings, tracker, train_run, use_compile
     h = hparams(args, "train")
     check_block_size(domains, h.block_size)
     device, ddp = device_and_ranks(args)
@@ -113,7 +113,8 @@ def stage_train(args, domains, weights=None, name=None):
     r = train_run(h, domains, weights, device, build_model(h, domains, device, use_compile(args, device), args.head), opts,
                   ddp=ddp, progress=progress)
     if int(os.environ.get("RANK", 0)) == 0:
-        atomic_write_json(os.path.join(run_dir, "eval.json"), dict(weights=weights, hparams=asdict(h), **r))
+        atomic_write_json(os.path.join(run_dir, "eval.json"), dict(weights=weights, hparams=asdict(h),
+                                                                   settings=run_settings(h, domains.meta), **r))
         print0("final validation loss: " + ", ".join(f"{d} {v:.4f}" for d, v in r["losses"].items()))
     track.summary.update({f"val/{d}": v for d, v in r["losses"].items()})
     track.finish()
@@ -194,7 +195,7 @@ def stage_compare(args, domains):
         if ev["weights"] != w:
             raise DataError(f"{eval_path} was trained on another mixture (an older simulate?); "
                             f"delete {os.path.dirname(eval_path)} to retrain it")
-        check_compare_settings(eval_path, ev, args)
+        check_compare_settings(eval_path, ev, args, domains)
         measured[name] = ev["losses"]
     res = {n: dict(target_loss=sweep.target_loss(m, tw), mean_loss=float(np.mean(list(m.values())))) for n, m in measured.items()}
     atomic_write_json(os.path.join(args.out, "compare.json"), dict(target=target, target_weights=tw, runs=res))
@@ -242,15 +243,21 @@ def sweep_size(args, domains):
     return n_mixtures(args.n_mixtures, args.model)
 
 
-def check_compare_settings(eval_path, ev, args):
+def check_compare_settings(eval_path, ev, args, domains):
     """A finished compare run is reused only where this command would train it alike (its eval.json
-    records the settings): compare rerun with --steps 600 must not measure runs of 300."""
-    from train import SETTING_FLAGS, hparams
-    h, old = asdict(hparams(args, "train")), ev.get("hparams") or {}
-    key = next((k for k in SETTING_FLAGS if k in old and k in h and old[k] != h[k]), None)
-    if key:
-        raise DataError(f"{eval_path} was trained with {SETTING_FLAGS[key]} {old[key]}, this command asks for {h[key]}; "
-                        f"pass the same flags, or delete {os.path.dirname(eval_path)} to retrain it")
+    records the settings and the data's fingerprint): compare rerun with --steps 600 must not
+    measure runs of 300, nor runs on a corpus prepared again."""
+    from train import SETTING_FLAGS, hparams, run_settings, settings_differ
+    h = hparams(args, "train")
+    recorded = ev.get("settings") or {k: v for k, v in (ev.get("hparams") or {}).items() if k in SETTING_FLAGS}
+    differ = settings_differ(dict(settings=recorded), run_settings(h, domains.meta), h)
+    if differ:
+        key, old, new = differ
+        what = (f"on other data than --data {args.data}" if key == "data"
+                else f"with {SETTING_FLAGS[key]} {old}, this command asks for {new}")
+        raise DataError(f"{eval_path} was trained {what}; " + ("use that data" if key == "data" else "pass the same flags")
+                        + f", or delete "
+                        f"{os.path.dirname(eval_path)} to retrain it")
 
 
 def seen_as(name, runs, seen, domains):

@@ -21,6 +21,26 @@ META_COLUMNS = {"", "run", "name", "index", "seed", "tokens", "seconds", "failed
                 "startup_seconds", "train_tokens_per_s"}
 
 
+def check_one_setting(path, rows, remedy="move the run files of one setting to an --out of their own, and delete "
+                                          "this table (--stage collect rebuilds it from the run files)"):
+    """results.csv holds runs of one setting: a sweep continued with other flags before they were
+    checked (or shards of a job array given other ones) would be fitted as one. The finished runs
+    are compared by their recorded settings (train.run_settings) where both have them, else by
+    their tokens (a table of ours given to fit --results is checked the same way); failed runs
+    stopped early and are left aside."""
+    done = [r for r in rows if not r.get("failed")]
+    for r in done[1:]:
+        a, b = done[0].get("settings"), r.get("settings")
+        differ = [k for k in a if k in b and a[k] != b[k]] if isinstance(a, dict) and isinstance(b, dict) else []
+        tokens = [str(x.get("tokens", "")) for x in (done[0], r)]
+        if differ or (all(t.isdigit() for t in tokens) and int(tokens[0]) != int(tokens[1])):
+            k = differ[0] if differ else None
+            what = ("other data" if k == "data" else f"--{k.replace('_', '-')} {a[k]} and {b[k]}" if k
+                    else f"{int(tokens[0]):,} and {int(tokens[1]):,} tokens")
+            raise DataError(f"{path}: runs {done[0]['run']} and {r['run']} were trained at other settings ({what}); a fit "
+                            f"of both would mix them: {remedy}")
+
+
 class Results:
     """A table of proxy runs: each run's mixture and what was measured. Three layouts are read:
 
@@ -43,6 +63,8 @@ class Results:
         if any(c.startswith("weight.") for c in cols):
             if metrics:
                 raise DataError(f"{flags[1]} {metrics}: {path} already holds loss.<domain> columns; leave {flags[1]} out")
+            check_one_setting(path, rows, "keep the rows of one setting (one value in its tokens column), or fit the runs "
+                                          "of each in a sweep folder of their own")
         else:
             found = self._read(metrics, flags[1]) if metrics else None
             if found is None and not any(c.startswith("train_the_") for c in cols):

@@ -20,6 +20,7 @@ import sys
 
 from data import DataError, atomic_write_json, make_dir, print0, read_csv, usable_cores, write_csv
 from mixtures import check_mixtures, stage_mixtures
+from results import check_one_setting
 
 
 def plan(args, domains, h, device, target=None):
@@ -111,26 +112,6 @@ def collect(out, domains):
     check_one_setting(path, rows)
     write_csv(path, rows, result_columns(domains))
     return rows
-
-
-def check_one_setting(path, rows):
-    """results.csv holds runs of one setting: a sweep continued with other flags before they were
-    checked (or shards of a job array given other ones) would be fitted as one. The finished runs
-    are compared by their recorded settings (train.run_settings) where both have them, else by
-    their tokens; failed runs stopped early and are left aside."""
-    from train import SETTING_FLAGS
-    done = [r for r in rows if not r.get("failed")]
-    for r in done[1:]:
-        a, b = done[0].get("settings"), r.get("settings")
-        differ = [k for k in a if k in b and a[k] != b[k]] if isinstance(a, dict) and isinstance(b, dict) else []
-        tokens = [str(x.get("tokens", "")) for x in (done[0], r)]
-        if differ or (all(t.isdigit() for t in tokens) and int(tokens[0]) != int(tokens[1])):
-            k = differ[0] if differ else None
-            what = ("other data" if k == "data" else f"{SETTING_FLAGS[k]} {a[k]} and {b[k]}" if k
-                    else f"{int(tokens[0]):,} and {int(tokens[1]):,} tokens")
-            raise DataError(f"{path}: runs {done[0]['run']} and {r['run']} were trained at other settings ({what}); a fit "
-                            "of both would mix them: move the run files of one setting to an --out of their own, "
-                            "and delete this table (--stage collect rebuilds it from the run files)")
 
 
 def check_results_schema(path, domains):

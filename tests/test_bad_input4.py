@@ -113,6 +113,17 @@ def test_a_results_table_of_two_settings_is_not_fitted_as_one(swept, corpus_dir,
     assert "runs 0 and 3 were trained at other settings (--steps 4 and 9)" in msg
     msg = error_of(regmix.main, ["--stage", "fit", "--data", corpus_dir, "--out", out, *SMALL])
     assert "other settings" in msg
+    # the same table given to fit --results (copied out of its sweep, as a user shares it): checked too
+    with open(os.path.join(out, "results.csv")) as f:
+        rows = list(csv.DictReader(f))
+    rows[5]["tokens"] = str(9 * 4 * 16)
+    shared = str(tmp_path / "shared.csv")
+    with open(shared, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
+    msg = error_of(regmix.main, ["--stage", "fit", "--results", shared, "--out", str(tmp_path / "fit")])
+    assert "shared.csv: runs 0 and 5 were trained at other settings (256 and 576 tokens)" in msg
 
 
 def test_the_ladder_reruns_only_at_its_own_settings(swept, corpus_dir, tmp_path):
@@ -138,12 +149,17 @@ def test_the_ladders_extras_train_at_the_sweeps_scale(swept, corpus_dir, tmp_pat
     assert not os.path.exists(os.path.join(out, "ladder", "base", "runs", "run_00012.json"))
 
 
-def test_compare_reuses_its_runs_only_at_their_settings(swept, corpus_dir, tmp_path):
+def test_compare_reuses_its_runs_only_at_their_settings(swept, corpus_dir, tmp_path, enc4096):
     out = copy_of(swept, tmp_path)
     base = ["--stage", "compare", "--data", corpus_dir, "--out", out]
     regmix.main([*base, *SMALL])
     msg = error_of(regmix.main, [*base, *with_flag(SMALL, "--steps", "5")])
     assert "eval.json was trained with --steps 4, this command asks for 5" in msg
+    other = str(tmp_path / "other")  # the same domains, other documents: other runs
+    prepare.prepare(corpora.folder_docs(make_corpus(str(tmp_path / "src"), n_docs=30, seed=1), corpora.Skips()), other,
+                    enc4096, eval_only={"target"}, val_fraction=0.2, progress=False)
+    msg = error_of(regmix.main, ["--stage", "compare", "--data", other, "--out", out, *SMALL])
+    assert "eval.json was trained on other data than --data" in msg
 
 
 # -- names that collide, values that overflow --------------------------------------------------------
