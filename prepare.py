@@ -439,7 +439,9 @@ def main(argv=None):
             if args.clusters_from:
                 clustering = clusters.Clustering.load(args.clusters_from)
             else:
-                sample, n = clusters.sample(source(Skips()), args.cluster_sample, args.seed)
+                sampling = Skips()  # (its records are counted by the full pass; its warnings are said once)
+                sampling.said = skips.said
+                sample, n = clusters.sample(source(sampling), args.cluster_sample, args.seed)
                 print(f"clustering: {len(sample):,} of {n:,} documents, k-means with K = {args.cluster} on "
                       + (f"the embeddings of {args.cluster_model}" if args.cluster_model else "TF-IDF of words"))
                 clustering = clusters.fit(sample, args.cluster, args.seed, args.cluster_model)

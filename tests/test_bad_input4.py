@@ -501,3 +501,14 @@ def test_saved_clusters_of_the_wrong_width_are_refused(tmp_path):
     msg = error_of(prepare.main, ["--input", src, "--out", str(tmp_path / "more"), "--clusters-from", data,
                                   "--vocab-size", "4096"])
     assert "clustering.json says k = 2, clustering.npz holds 1 centres" in msg
+
+
+def test_clustering_says_a_cut_document_once(tmp_path, monkeypatch, capsys):
+    """--cluster reads the input twice (the sample k-means is fitted on, then every document): a
+    warning is said once a run, and skipped records are counted once."""
+    monkeypatch.setattr(corpora, "MAX_DOC_CHARS", 100)
+    src = make_corpus(str(tmp_path / "src"), n_docs=10)
+    with open(os.path.join(src, "alpha", "long.txt"), "w") as f:
+        f.write("word " * 100)
+    prepare.main(["--input", src, "--out", str(tmp_path / "data"), "--cluster", "2", "--vocab-size", "4096"])
+    assert capsys.readouterr().err.count("cut to its first 100") == 1
