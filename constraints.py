@@ -4,9 +4,9 @@ constraints, and where the candidates are drawn so that enough of them respect t
 
     availability  w <= 15 x prior (--bound, on by default), as the mixtures stage draws them
     token budget  w <= E x the domain's training tokens / N (--target-tokens N --max-epochs E)
-    trust region  within the runs' typical spacing of some run (--vouch region, the default), where
-                  the proxies can vouch for the fit; or the older per-domain proxy range (--vouch
-                  range: w <= the largest weight any run gave it); --extrapolate drops both
+    trust region  within the runs' typical spacing of some run (--pick vouched, the default), where
+                  the proxies can vouch for the fit; or the paper's per-domain proxy range (--pick
+                  paper: w <= the largest weight any run gave it); --extrapolate drops both
 
 Skippable on a first read: with the defaults on the paper's 17 domains they change little.
 """
@@ -22,7 +22,7 @@ def caps(prior, X, bound=True, target_tokens=None, max_epochs=4.0, train_tokens=
     """Per-domain upper bounds on the weight, and where each comes from:
     availability  w <= 15 x prior (--bound, on by default), as the mixtures stage draws them;
     token budget  w <= E x the domain's training tokens / N (--target-tokens N --max-epochs E);
-    proxy range   w <= the largest weight any proxy run gave it (--vouch range): a smooth law must
+    proxy range   w <= the largest weight any proxy run gave it (--pick paper): a smooth law must
                   not run to a corner it never saw (the trust region, trust_radius, says it better)."""
     limits = {}
     if bound:
@@ -50,8 +50,9 @@ def caps(prior, X, bound=True, target_tokens=None, max_epochs=4.0, train_tokens=
 class Constraints:
     """What limits a search (simulate's and --next's flags): the prior (--prior: a file, `uniform`,
     or None: the data's, else the runs' mean), the availability bound (--bound), a token budget
-    (--target-tokens, --max-epochs, --tokens) and where the proxies vouch for the fit (--vouch: region,
-    the trust region; range, each domain's range over the runs; none: --extrapolate)."""
+    (--target-tokens, --max-epochs, --tokens) and where the proxies vouch for the fit (vouch: region, the
+    trust region, from --pick vouched; range, each domain's range over the runs, from --pick paper;
+    --extrapolate: neither)."""
     prior: str = None
     bound: bool = True
     target_tokens: int = None

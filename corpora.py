@@ -133,7 +133,7 @@ def zst_chunks(path):
 
 
 def byte_chunks(path):
-    """The file's bytes, decompressed by suffix (.gz, .zst), 1 MiB at a time. gzip raises
+    """The file's bytes, decompressed by suffix (.gz, .zst), in pieces of about 1 MiB. gzip raises
     EOFError on a truncated member, as zst_chunks does."""
     if path.endswith(".zst"):
         yield from zst_chunks(path)

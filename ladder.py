@@ -96,7 +96,7 @@ def stage_ladder(args, domains, train_proxies):
 def sub_args(args, out, changes, same_as=None):
     """The proxy stage's arguments for one rung: another --out (and model and steps); worker
     processes get them too, appended to the command line (the last of a flag wins). A rerun with
-    other settings is refused naming the ladder's own flags (regmix.check_finished); same_as: the
+    other settings is refused naming the ladder's own flags (sweep.check_finished); same_as: the
     sweep whose runs this rung must match (the extras at the sweep's scale)."""
     sub = argparse.Namespace(**vars(args))
     sub.out = out

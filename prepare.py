@@ -163,7 +163,7 @@ def vocab_for(folder, files):
     barely trained, and the output layer that scores all of them is most of a small proxy's cost
     (docs/prepare.md); 4,096 ids keep the common merges."""
     paths = files or [os.path.join(d, f) for d, _, names in os.walk(folder or ".") for f in names]
-    size = sum(os.path.getsize(p) * (COMPRESSION if p.endswith((".gz", ".zst", ".parquet", ".arrow")) else 1)
+    size = sum(os.path.getsize(p) * (COMPRESSION if p.endswith((".gz", ".zst", ".parquet")) else 1)
                for p in paths if os.path.isfile(p))
     if size >= SMALL_CORPUS:
         print(f"vocabulary: GPT-2's full {GPT2_VOCAB:,} ids (a corpus of about {size / 1e6:,.0f} MB of text); "

@@ -333,14 +333,13 @@ class Ensemble:
 
 
 class PerMetricMixingLaw:
-    """One mixing law per metric of a target over several (Olmix fits one regressor per metric,
-    as Olmix does). Each law is fitted to its
-    metric's column of Y (weight x metric, positive: regression.metric_columns); the target is their
-    sum, plus the constant that --maximize's orientation leaves. Each metric's fit starts from the
-    law of the whole target alone, at most 30 steps: one fit with the mixing law's own 32 random
-    starts took 2.4 s per metric on Olmix's 512 runs x 64 domains, and 2 random starts besides the
-    warm one lowered CV rho on both of Olmix's sweeps when this was written; docs/fit.md has the current
-    figures with their commands)."""
+    """One mixing law per metric of a target over several, as Olmix fits one regressor per metric.
+    Each law is fitted to its metric's column of Y (weight x metric, positive:
+    regression.metric_columns); the target is their sum, plus the constant that --maximize's
+    orientation leaves. Each metric's fit starts from the law of the whole target alone, at most 30
+    steps: one fit with the mixing law's own 32 random starts took 2.4 s per metric on Olmix's 512
+    runs x 64 domains, and 2 random starts besides the warm one lowered CV rho on both of Olmix's
+    sweeps when this was written (docs/fit.md has the current figures with their commands)."""
     name = "per_metric_mixing_law"
 
     def __init__(self, params=None, offset=0.0, top=None):
@@ -384,9 +383,9 @@ class ComponentLightGBM:
     together. The target is split in two: its part along the direction the metric columns Y vary
     most (their first principal component across the runs) and the rest, and each part gets its own
     forest. The split is exact (the parts sum to the target on every run), and each part is a
-    simpler function of the weights than their sum: CV rho 0.962 against the pooled forest's 0.955
-    on Olmix's sweeps when this was written; docs/fit.md's table has what fit chooses on each today, with
-    the command)."""
+    simpler function of the weights than their sum: it beat the pooled forest's CV rho on both of
+    Olmix's sweeps (127 runs x 24 domains, 512 x 64) when this was written (docs/fit.md's table has
+    what fit chooses on each sweep today, with the command)."""
     name = "component_lightgbm"
     COMPONENTS = 1  # 2 or 3 (and the rest) did no better on either sweep, at one forest more each
 

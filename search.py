@@ -190,7 +190,7 @@ def final_pick(weights, model, search, fit, names, prior, X, measured, y, runs, 
     untrusted = bool((fit.get("trust") or {}).get("warning")) and search.pick == "vouched" and feasible["best proxy run"]
     if untrusted:
         # the fit ranks the runs little better than chance (fit.json's trust): its favourite is a guess,
-        # the best run a measurement (Olmix's update-5 swarm, CV rho 0.35: bench/reuse_judge.py)
+        # the best run a measurement (Olmix's update-5 swarm, CV rho 0.35: docs/reuse.md)
         weights, source, blended = X[best_run], "best proxy run: the fit is not trusted", False
         predicted[0] = predicted[1 + list(compare).index("best proxy run")]
     elif blended:

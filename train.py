@@ -1,7 +1,7 @@
 """
-The training loop of RegMix: one loop for every proxy and for the target model, with the paper's
-recipes, the learning-rate schedule, gradient accumulation, DDP, checkpoints and evaluation on
-fixed validation windows. regmix.py runs it per stage.
+The training loop of RegMix: one loop for every proxy and for the target model, with each
+preset's recipe (presets.py), the learning-rate schedule, gradient accumulation, DDP, checkpoints
+and evaluation on fixed validation windows. regmix.py runs it per stage.
 """
 import contextlib
 import hashlib

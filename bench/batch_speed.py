@@ -18,13 +18,13 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 from data import Batches, TokenWriter, atomic_write_json, open_domains  # noqa: E402
 from model import GPT, config_for  # noqa: E402
-from train import TINY_RECIPES  # noqa: E402
+from presets import recipe  # noqa: E402
 
 p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
 p.add_argument("--steps", type=int, default=20, help="measured steps")
 args = p.parse_args()
 
-r = TINY_RECIPES["proxy"]
+r = recipe("tiny")["proxy"]
 vocab, names = 4096, [f"d{i}" for i in range(5)]
 tmp = tempfile.mkdtemp()
 rng = np.random.default_rng(0)
