@@ -71,9 +71,10 @@ class Reuse:
         return dict(groups=self.groups, source=self.source, dropped=list(self.dropped))
 
 
-def read_reuse(path, leaves, unfreeze=(), table=False):
+def read_reuse(path, leaves, unfreeze=(), table=False, say=True):
     """--reuse FILE against the new set of trainable domains `leaves`: the grouping, the dropped old
-    domains said in one line. Errors name the file and what to do. table: `leaves` are the weight
+    domains said in one line (say=False: not here, the caller says it). Errors name the file and
+    what to do. table: `leaves` are the weight
     columns of a results table, where a virtual domain may stand as one column already (Olmix's
     swarm): its members are then kept as the file gives them."""
     try:
@@ -119,7 +120,7 @@ def read_reuse(path, leaves, unfreeze=(), table=False):
         raise DataError(f"--reuse {path}: none of its domains ({', '.join(members[:8])}"
                         f"{', ...' if len(members) > 8 else ''}) is a trainable domain here ({', '.join(leaves)}): "
                         "is --data the new domain set? Without any shared domain there is nothing to reuse")
-    if dropped:
+    if dropped and say:
         print(f"reuse: {len(dropped)} domain(s) of {path} are not in the new set and are dropped, the others' weights "
               f"renormalised: {', '.join(dropped[:10])}{', ...' if len(dropped) > 10 else ''}")
     return Reuse(groups, path, dropped)
@@ -221,7 +222,7 @@ def removal_only(args, domains):
     OUT/mixture.json and said in one line. True where that was the case (without --data: False)."""
     if domains is None:
         return False
-    grouping = read_reuse(args.reuse, domains.trainable, unfreeze_list(args))
+    grouping = read_reuse(args.reuse, domains.trainable, unfreeze_list(args), say=False)  # (the sweep says it)
     columns = grouping.columns(domains.trainable)
     if len(columns) > 1:
         return False
@@ -232,5 +233,6 @@ def removal_only(args, domains):
         weights=weights, source="reuse: the old mixture without its removed domains, renormalised", target=spec,
         target_weights=tw, reuse=grouping.record(), baselines={}))
     print(f"reuse: no domain of {args.data} is new, so nothing needs a sweep: {args.reuse} without its "
-          f"{len(grouping.dropped)} removed domain(s), renormalised -> {args.out}/mixture.json")
+          f"{len(grouping.dropped)} removed domain(s) ({', '.join(grouping.dropped)}), renormalised -> "
+          f"{args.out}/mixture.json")
     return True

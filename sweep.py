@@ -136,7 +136,8 @@ def finished(out, runs=None):
             found[str(row["run"])] = (path, row)
         except (OSError, ValueError, TypeError, KeyError):
             continue  # collect names a broken run file
-    return [v for k, v in sorted(found.items()) if runs is None or k in {str(r) for r in runs}]
+    wanted = None if runs is None else {str(r) for r in runs}
+    return [v for k, v in sorted(found.items()) if wanted is None or k in wanted]
 
 
 def check_finished(args, h, domains, done):
