@@ -38,8 +38,7 @@ def ladder_mixtures(args, domains):
     run ids), then the chosen, natural and uniform mixtures (new ids); and {id: extra's name}."""
     fit = read_fit(args.out)
     res = fitted_results(fit, args.out)
-    X, measured, _, _ = res.target_metrics(fit["target_weights"])
-    runs = [r for r in res.runs if r in set(fit["runs"])]
+    X, measured, _, runs = res.target_metrics(fit["target_weights"])  # (failed runs left out, as fit left them)
     y = orient(measured, fit.get("ceiling"))  # lower is better
     names = domains.trainable
     if sorted(res.domains) != sorted(names):

@@ -89,3 +89,30 @@ def test_learning_curve_and_regret_tell_signal_from_noise(tmp_path):
     # regret as a share of the runs' range: near 0 for a fit that ranks, large for one that cannot
     share = {k: fits[k]["top1_regret"] / np.ptp(y) for k, y in ys.items()}
     assert share["clean"] < 0.01 and share["noise"] > 0.1
+
+
+def test_the_ladder_picks_runs_by_their_own_ids_when_a_run_failed(tmp_path):
+    """A failed run (left out of the fit) must not shift the ids of the runs the ladder retrains
+    against their weights: each picked row carries its run's own mixture."""
+    from types import SimpleNamespace
+
+    import ladder
+    rng = np.random.default_rng(0)
+    X = rng.dirichlet(np.ones(3), 30)
+    path = tmp_path / "runs.csv"
+    with open(path, "w") as f:
+        f.write("run,weight.a,weight.b,weight.c,loss.x,failed\n")
+        for i, x in enumerate(X):
+            loss, failed = ("nan", "loss nan at step 2") if i < 3 else (f"{3 + x[0] - x[1]:.6f}", "")
+            f.write(f"{i},{x[0]:.6f},{x[1]:.6f},{x[2]:.6f},{loss},{failed}\n")
+    out = str(tmp_path / "out")
+    regmix.main(["--stage", "fit", "--results", str(path), "--target", "x", "--regressor", "linear", "--out", out])
+    with open(os.path.join(out, "mixture.json"), "w") as f:
+        json.dump(dict(weights=dict(a=0.5, b=0.3, c=0.2)), f)
+    domains = SimpleNamespace(trainable=["a", "b", "c"], meta=dict(prior=dict(a=0.3, b=0.3, c=0.4)))
+    rows, named = ladder.ladder_mixtures(SimpleNamespace(out=out, ladder_runs=6, data="d"), domains)
+    picked = [r for r in rows if r["run"] not in named]
+    assert len(picked) == 6
+    for r in picked:
+        assert int(r["run"]) >= 3  # never a failed run
+        assert [float(r[f"weight.{d}"]) for d in "abc"] == pytest.approx(X[int(r["run"])], abs=1e-5)
