@@ -221,14 +221,18 @@ def local_errors(fit, X, y, W, own, k=3):
     smooth fit errs alike on neighbouring runs where it underrates a corner the runs found, and
     the correction shows it; the best run's own error is left out, for it was chosen for its
     luck as much as for its mixture (issue 33: its measurement alone won on bench/e2e.py and lost
-    on bench/rounds.py's noisy surfaces). Zero where fit.json predates cv_predictions."""
+    on bench/rounds.py's noisy surfaces). A run whose out-of-fold prediction missed by more than
+    the whole spread of the measured losses is left out too: its fold broke there (a mixing law's
+    exponential beyond its runs: 1e5 on bench/rounds.py's pile_cc), which says nothing of the fit
+    near it. Zero where fit.json predates cv_predictions."""
     if not fit.get("cv_predictions") or len(fit["cv_predictions"]) != len(y):
         return np.zeros(len(W))
     errors = y - np.asarray(fit["cv_predictions"])
+    broken = ~(np.abs(errors) <= np.ptp(y))  # (NaN too)
     out = []
     for w, skip in zip(W, own):
-        order = [i for i in np.argsort(((X - w) ** 2).sum(1), kind="stable") if i != skip][:k]
-        out.append(errors[order].mean())
+        order = [i for i in np.argsort(((X - w) ** 2).sum(1), kind="stable") if i != skip and not broken[i]][:k]
+        out.append(errors[order].mean() if order else 0.0)
     return np.array(out)
 
 
@@ -245,11 +249,11 @@ def answer_warnings(fit, weights, predicted, measured, ceiling, X, radius):
         warnings.append(f"the answer is predicted {best_measured - fitted:.4f} better than every measured run, more than "
                         f"the fit's own error ({error:.4f}, its cross-validated RMSE): a promise, not a measurement; "
                         + verify)
-    spacing = trust_radius(X)
-    far = float(nearest_run(weights[None], X)[0])
-    if radius is None and far > spacing:
-        warnings.append(f"the answer lies {far:.3f} from the nearest run, beyond the runs' typical spacing "
-                        f"({spacing:.3f}): the fit extrapolates there; " + verify)
+    if radius is None:  # (within the trust region nothing is far; its radius costs runs^2 to measure)
+        spacing, far = trust_radius(X), float(nearest_run(weights[None], X)[0])
+        if far > spacing:
+            warnings.append(f"the answer lies {far:.3f} from the nearest run, beyond the runs' typical spacing "
+                            f"({spacing:.3f}): the fit extrapolates there; " + verify)
     return warnings
 
 

@@ -63,8 +63,9 @@ p.add_argument("--blend-best-run", action=argparse.BooleanOptionalAction, defaul
                     "simulate, the round-based strategies only)")
 p.add_argument("--first-seed", type=int, default=0, help="the first seed (fresh seeds: --first-seed 20)")
 p.add_argument("--pick", choices=["vouched", "paper", "region", "measured"], default="vouched",
-               help="the final pick, as simulate's --pick: vouched (the trust region; the search's mixture and the best "
-                    "run judged by the fit corrected by its out-of-fold errors on their nearest runs; the default) or "
+               help="the final pick, as simulate's --pick: vouched (the trust region; the search's mixture and its "
+                    "rivals judged by the fit corrected by its out-of-fold errors on their nearest runs, "
+                    "search.local_errors; the default) or "
                     "paper (each weight within the runs' range, rivals by prediction: the pick before issue 33); and "
                     "two rejected variants: region (the trust region, rivals by prediction alone), measured (the "
                     "runs' range, the best run judged by its own measurement)")
@@ -176,16 +177,14 @@ def regret(seed, sizes, strategy):
     else:  # as simulate does after one shot: the natural mixture and the best measured run compete with the search
         ok = [(c <= CAP + 1e-12).all() and (radius is None or constraints.nearest_run(c[None], X)[0] <= radius)
               for c in (prior, X[np.argmin(y)])]
-        rivals = [c for c, fine in zip((prior, X[np.argmin(y)]), ok) if fine]
+        b = int(np.argmin(y))
+        rivals, own = [c for c, fine in zip((prior, X[b]), ok) if fine], [-1] + [i for i, fine in zip((-1, b), ok) if fine]
         scores = model.predict(np.vstack([chosen] + rivals))
         if args.pick == "measured" and ok[1]:
             scores[-1] = y.min()  # the best run by what it measured
-        if args.pick == "vouched" and ok[1]:  # each corrected by its neighbours' out-of-fold errors, as simulate
+        if args.pick == "vouched":  # each corrected by its neighbours' out-of-fold errors, as simulate does
             cv = regression.predictions(list(regressors.ENSEMBLE), X, y, leaf=regressors.leaf_size(len(y)))["ensemble"]
-            r, b = y - cv, int(np.argmin(y))
-            near = lambda w, skip: [i for i in np.argsort(((X - w) ** 2).sum(1)) if i != skip][:3]  # noqa: E731
-            scores[-1] += r[near(X[b], b)].mean()
-            scores[0] += r[near(chosen, -1)].mean()
+            scores += search.local_errors(dict(cv_predictions=list(cv)), X, y, [chosen] + rivals, own)
         chosen = ([chosen] + rivals)[int(np.argmin(scores))]
     return float(oracle.predict(chosen[None])[0] - best)
 
