@@ -143,7 +143,10 @@ def member_caps(by_constraint, grouping, names, meta, c):
     if c.bound and all(d in shares for d in leaves):
         p = np.array([float(shares[d]) for d in leaves])
         leaf_caps[f"availability ({MAX_USAGE:g} x prior)"] = availability(p / p.sum())
-    tokens = domain_tokens(leaves, meta, c.tokens) if c.target_tokens is not None else None
+    known = (read_mixture(c.tokens, olmix_key="token_counts") if c.tokens else meta["domains"] if meta is not None
+             else {})
+    tokens = (domain_tokens(leaves, meta, c.tokens) if c.target_tokens is not None and all(d in known for d in leaves)
+              else None)
     if tokens is not None:
         leaf_caps[next(k for k in by_constraint if k.startswith("token budget"))] = np.minimum(
             c.max_epochs * tokens / c.target_tokens, 1.0)

@@ -45,6 +45,23 @@ def test_a_virtual_domain_is_capped_by_its_tightest_member():
         assert (w <= leaf_caps + 1e-12).all()
 
 
+def test_token_counts_of_the_virtual_domain_alone_keep_its_own_cap(tmp_path):
+    """--tokens with a count for the virtual domain but none for its members (a swarm's own config):
+    the members' caps cannot be known, so the virtual domain keeps the cap of its own count."""
+    import constraints
+    g = reuse.Reuse({"existing": {"a": 0.5, "b": 0.5}})
+    counts = tmp_path / "tokens.json"
+    counts.write_text(json.dumps({"existing": 100, "c": 100}))
+    c = constraints.Constraints(tokens=str(counts), target_tokens=50)
+    key = "token budget (4 epochs of 50 tokens)"
+    by_constraint = {key: np.array([1.0, 1.0])}
+    out = constraints.member_caps(by_constraint, g, ["existing", "c"], None, c)
+    assert out[key].tolist() == [1.0, 1.0]
+    counts.write_text(json.dumps({"a": 5, "b": 100, "c": 100}))  # members known: a binds (4 x 5 / 50 / 0.5)
+    out = constraints.member_caps(by_constraint, g, ["existing", "c"], None, c)
+    assert out[key].tolist() == pytest.approx([0.8, 1.0])
+
+
 def test_reuse_from_an_earlier_mixture_json_end_to_end(corpus_dir, tmp_path, capsys):
     """alpha and beta of an earlier mixture (delta has gone) at their old ratio 1:2, gamma new."""
     old = old_mixture(tmp_path, {"alpha": 0.2, "beta": 0.4, "delta": 0.4})
