@@ -68,9 +68,9 @@ def domain_slug(name, seen):
 class Skips:
     """Counts the records we could not use, remembering the first few positions for the summary."""
 
-    def __init__(self):
+    def __init__(self, said=None):
         self.count, self.first = 0, []
-        self.said = set()  # the kinds of warning already printed (once)
+        self.said = set() if said is None else said  # the warnings already printed (shared: once a run)
 
     def add(self, where, why):
         self.count += 1

@@ -439,8 +439,7 @@ def main(argv=None):
             if args.clusters_from:
                 clustering = clusters.Clustering.load(args.clusters_from)
             else:
-                sampling = Skips()  # (its records are counted by the full pass; its warnings are said once)
-                sampling.said = skips.said
+                sampling = Skips(said=skips.said)  # (its records are counted by the full pass)
                 sample, n = clusters.sample(source(sampling), args.cluster_sample, args.seed)
                 print(f"clustering: {len(sample):,} of {n:,} documents, k-means with K = {args.cluster} on "
                       + (f"the embeddings of {args.cluster_model}" if args.cluster_model else "TF-IDF of words"))
