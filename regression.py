@@ -29,7 +29,7 @@ FOLDS = 5
 MIN_RUNS = 10          # fewer runs than this are not fitted
 LOW_RHO = 0.5          # a chosen fit below this cross-validated Spearman is reported as untrustworthy
 LARGE_FIT = 200_000    # runs x domains from which fit says what it is doing as it goes (minutes of work)
-CURVE_BUDGET = 5 * regressors.FIT_BUDGET  # the learning curve's cost at most, its points' folds together
+CURVE_FITS = 5         # the learning curve's cost at most (its points' folds together), in regressors.FIT_BUDGETs
 
 
 # -----------------------------------------------------------------------------
@@ -123,17 +123,16 @@ def learning_curve(name, X, y, Y, min_data_in_leaf, members, rho_all, seed=42):
     all of them (rho_all): still rising at 100% means more proxies would likely help."""
     curve, spent = [], 0
     rng = np.random.default_rng([seed, 7])
+    singles = list(members) if name == "ensemble" else [name]
     for frac in (0.25, 0.5, 0.75):
         n = int(round(frac * len(y)))
-        if n < MIN_RUNS or subsampled(name, members, n, X.shape[1], Y.shape[1]):  # (at its cut, no news)
-            continue
-        spent += FOLDS * sum(regressors.fit_cost(m, n, X.shape[1], Y.shape[1])
-                             for m in (members if name == "ensemble" else [name]))
-        if spent > CURVE_BUDGET:  # a large fit's curve: its smaller points only (say_budget says so)
+        if n < MIN_RUNS or any(regressors.max_runs(m, n, X.shape[1], Y.shape[1]) < n for m in singles):
+            continue  # (a regressor at its cut of the runs: no news)
+        spent += FOLDS * sum(regressors.fit_cost(m, n, X.shape[1], Y.shape[1]) for m in singles)
+        if spent > CURVE_FITS * regressors.FIT_BUDGET:  # a large fit's curve: its smaller points only (say_budget)
             break
         sub = rng.permutation(len(y))[:n]
         leaf = regressors.leaf_size(n, min_data_in_leaf, X.shape[1])
-        singles = list(members) if name == "ensemble" else [name]
         pred = predictions(singles, X[sub], y[sub], leaf=leaf, members=members if name == "ensemble" else [], Y=Y[sub])
         curve.append(dict(runs=n, spearman=metrics(y[sub], pred[name])["spearman"]))
     if rho_all is not None:
@@ -145,12 +144,6 @@ def progress(message, X):
     """A line of what a large fit (LARGE_FIT) is doing, with the time: it runs for minutes."""
     if X.size >= LARGE_FIT:
         print(f"  {time.strftime('%H:%M:%S')} {message}", flush=True)
-
-
-def subsampled(name, members, n, D, M):
-    """Whether `name` (or a member of the ensemble) trains on fewer than n runs (regressors.FIT_BUDGET)."""
-    names = list(members) if name == "ensemble" else [name]
-    return any(regressors.max_runs(m, n, D, M) < n for m in names)
 
 
 def say_budget(singles, X, Y):
@@ -165,7 +158,7 @@ def say_budget(singles, X, Y):
           "every run" + (("; " + ", ".join(f"{s} on a random {m:,}" for s, m in cut.items()) + " of them (their cost "
                           "grows faster than the runs, the gp's as runs^3: on all, hours; regressors.FIT_BUDGET), and "
                           "no learning-curve point above that") if cut else "")
-          + "; the learning curve only as far as regression.CURVE_BUDGET allows", flush=True)
+          + "; the learning curve only as far as regression.CURVE_FITS allows", flush=True)
 
 
 def trust_of(y, pred, seed, resamples=1000):
