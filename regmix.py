@@ -159,7 +159,7 @@ def stage_compare(args, domains):
     natural, uniform, UniMax for this run's tokens, the best proxy run and, where the target is a
     trained domain, the target alone. A mixture equal to an earlier one is not trained again."""
     from baselines import unimax
-    from train import hparams
+    from train import hparams, run_settings
     path = os.path.join(args.out, "mixture.json")
     if not os.path.exists(path):
         raise DataError(f"{path}: not found; run --stage all (or fit and simulate) first")
@@ -179,11 +179,12 @@ def stage_compare(args, domains):
         runs["best_run"] = best["weights"]
     if len(tw) == 1 and target in domains.trainable:
         runs["target_alone"] = {target: 1.0}
-    measured, seen = {}, {}
+    measured, seen, same_as = {}, {}, {}
+    settings = run_settings(h, domains.meta)
     for name, w in runs.items():
         same = tuple(np.round(mixture_vector(w, domains.trainable, domains.names, name), 9))
         if same in seen:  # (UniMax is uniform where every domain has tokens enough)
-            measured[name] = measured[seen[same]]
+            measured[name], same_as[name] = measured[seen[same]], seen[same]
             continue
         seen[same] = name
         eval_path = os.path.join(args.out, f"compare_{name}", "eval.json")
@@ -195,14 +196,13 @@ def stage_compare(args, domains):
         if ev["weights"] != w:
             raise DataError(f"{eval_path} was trained on another mixture (an older simulate?); "
                             f"delete {os.path.dirname(eval_path)} to retrain it")
-        check_compare_settings(eval_path, ev, args, domains)
+        check_compare_settings(eval_path, ev, settings, args.data)
         measured[name] = ev["losses"]
     res = {n: dict(target_loss=sweep.target_loss(m, tw), mean_loss=float(np.mean(list(m.values())))) for n, m in measured.items()}
     atomic_write_json(os.path.join(args.out, "compare.json"), dict(target=target, target_weights=tw, runs=res))
     print(f"\nmeasured {target} validation loss after the same training ({args.out}/compare.json):")
     for n, r in res.items():
-        print(f"  {n:<12} {r['target_loss']:.4f}" + (f"  (the same mixture as {seen_as(n, runs, seen, domains)})"
-                                                      if seen_as(n, runs, seen, domains) else ""))
+        print(f"  {n:<12} {r['target_loss']:.4f}" + (f"  (the same mixture as {same_as[n]})" if n in same_as else ""))
     return res
 
 
@@ -243,27 +243,18 @@ def sweep_size(args, domains):
     return n_mixtures(args.n_mixtures, args.model)
 
 
-def check_compare_settings(eval_path, ev, args, domains):
+def check_compare_settings(eval_path, ev, settings, data):
     """A finished compare run is reused only where this command would train it alike (its eval.json
-    records the settings and the data's fingerprint): compare rerun with --steps 600 must not
-    measure runs of 300, nor runs on a corpus prepared again."""
-    from train import SETTING_FLAGS, hparams, run_settings, settings_differ
-    h = hparams(args, "train")
+    records the settings and the data's fingerprint: train.run_settings): compare rerun with --steps
+    600 must not measure runs of 300, nor runs on a corpus prepared again."""
+    from train import SETTING_FLAGS
     recorded = ev.get("settings") or {k: v for k, v in (ev.get("hparams") or {}).items() if k in SETTING_FLAGS}
-    differ = settings_differ(dict(settings=recorded), run_settings(h, domains.meta), h)
-    if differ:
-        key, old, new = differ
-        what = (f"on other data than --data {args.data}" if key == "data"
-                else f"with {SETTING_FLAGS[key]} {old}, this command asks for {new}")
+    key = next((k for k in settings if k in recorded and recorded[k] != settings[k]), None)
+    if key:
+        what = (f"on other data than --data {data}" if key == "data"
+                else f"with {SETTING_FLAGS[key]} {recorded[key]}, this command asks for {settings[key]}")
         raise DataError(f"{eval_path} was trained {what}; " + ("use that data" if key == "data" else "pass the same flags")
-                        + f", or delete "
-                        f"{os.path.dirname(eval_path)} to retrain it")
-
-
-def seen_as(name, runs, seen, domains):
-    """The earlier run of compare that trained this run's mixture, or None."""
-    first = seen[tuple(np.round(mixture_vector(runs[name], domains.trainable, domains.names, name), 9))]
-    return None if first == name else first
+                        + f", or delete {os.path.dirname(eval_path)} to retrain it")
 
 
 def stage_export(args, domains):

@@ -60,8 +60,13 @@ def test_whole_loop_and_compare(corpus_dir, tmp_path, capsys):
     nxt = next(line for line in printed.splitlines() if line.startswith("next: python regmix.py"))
     argv = shlex.split(nxt.split("  (")[0])[3:]
     assert argv[:2] == ["--stage", "compare"] and argv[argv.index("--data") + 1] == corpus_dir
+    capsys.readouterr()
     regmix.main(argv + SMALL[2:])
     cmp = json.load(open(os.path.join(out, "compare.json")))
+    lines = {line.split()[0]: line for line in capsys.readouterr().out.splitlines() if line.startswith("  ")}
+    for name in cmp["runs"]:  # a mixture trained once, under its first name: the others say so
+        twice = not os.path.exists(os.path.join(out, f"compare_{name}"))
+        assert ("(the same mixture as" in lines[name]) == twice
     # the chosen mixture and its rivals; the target is eval-only here, so there is no "target alone"
     assert cmp["target"] == "target" and set(cmp["runs"]) == {"regmix", "natural", "uniform", "unimax", "best_run"}
     best = next(r for r in results if r["run"] == mix["baselines"]["best proxy run"]["run"])
