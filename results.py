@@ -7,14 +7,13 @@ target to fit in them.
     two tables  <domain> weight columns + --metrics FILE, joined on run      (Olmix's ratios / metrics)
     the paper   train_the_pile_<domain> + --metrics with metric/the_pile_<domain>_val_loss, joined on index
 """
-import csv
 import os
 import sys
 import warnings
 
 import numpy as np
 
-from data import DataError, check_header, read_csv, write_csv
+from data import DataError, read_csv, write_csv
 
 # never a weight or a metric (step, epoch: where in training another tool measured)
 META_COLUMNS = {"", "run", "name", "index", "seed", "tokens", "seconds", "failed", "step", "epoch",
@@ -351,15 +350,11 @@ def paper2csv(mixture_csv, loss_csv, out_csv):
     file: a mixtures.csv for --stage proxy, each row renormalised as the official loader does (the
     released weights are rounded to 0.001 and sum to 1 only within 0.004)."""
     def read(path):
-        with open(path, newline="") as f:
-            reader = csv.DictReader(f)
-            check_header(path, reader.fieldnames)  # (a column twice would convert as its last copy)
-            return {r["index"]: r for r in reader}
-    for path in filter(None, (mixture_csv, loss_csv)):
-        with open(path, newline="") as f:
-            if "index" not in (csv.DictReader(f).fieldnames or []):
-                raise DataError(f"{path}: not the paper's release (no 'index' column). Other tools' sweeps need no "
-                                "conversion: python regmix.py --stage fit --results FILE [--metrics FILE] (docs/fit.md)")
+        rows = read_csv(path)  # (a column named twice is refused: it would convert as its last copy)
+        if not rows or "index" not in rows[0]:
+            raise DataError(f"{path}: not the paper's release (no 'index' column). Other tools' sweeps need no "
+                            "conversion: python regmix.py --stage fit --results FILE [--metrics FILE] (docs/fit.md)")
+        return {r["index"]: r for r in rows}
     mix = read(mixture_csv)
     loss = read(loss_csv) if loss_csv else {idx: {} for idx in mix}
     wcols = [c for c in next(iter(mix.values())) if c.startswith("train_the_pile_")]
