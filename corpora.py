@@ -88,9 +88,8 @@ def bounded(text, where, skips):
     """The document, cut to MAX_DOC_CHARS (said once a run)."""
     if len(text) <= MAX_DOC_CHARS:
         return text
-    if skips is not None:
-        skips.once("cut", f"{where}: a document of more than {MAX_DOC_CHARS:,} characters, cut to its first "
-                          f"{MAX_DOC_CHARS:,} (as every such document of this run is: corpora.MAX_DOC_CHARS)")
+    skips.once("cut", f"{where}: a document of more than {MAX_DOC_CHARS:,} characters, cut to its first "
+                      f"{MAX_DOC_CHARS:,} (as every such document of this run is: corpora.MAX_DOC_CHARS)")
     return text[:MAX_DOC_CHARS]
 
 

@@ -162,7 +162,7 @@ def vocab_for(folder, files):
     A corpus of 200 MB is ~50M tokens, a thousand per id of GPT-2's 50,257: below that most ids stay
     barely trained, and the output layer that scores all of them is most of a small proxy's cost
     (docs/prepare.md); 4,096 ids keep the common merges."""
-    paths = files or [os.path.join(d, f) for d, _, names in os.walk(folder or ".") for f in names]
+    paths = files or [os.path.join(d, f) for d, _, names in os.walk(folder) for f in names]
     size = sum(os.path.getsize(p) * (COMPRESSION if p.endswith((".gz", ".zst", ".parquet")) else 1)
                for p in paths if os.path.isfile(p))
     if size >= SMALL_CORPUS:
